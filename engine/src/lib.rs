@@ -1,0 +1,56 @@
+//! `strand-engine` owns Strand's storage: Kafka record batches checked on the way in and
+//! stored byte for byte in segmented, direct-I/O partition logs, with sparse offset and
+//! time indexes, group commit, crash recovery, retention and a per-shard cache of recent
+//! batches; and the shards, one pinned glommio executor each, that own those partitions
+//! and talk only through bounded channels.
+//!
+//! It never sees a socket or the Kafka wire protocol beyond the record-batch format, and
+//! no lock is taken on its data path: each partition is changed only by its shard's loop.
+//!
+//! The public boundary: [`ShardSet`] starts and stops the shards; each shard's front end
+//! gets a [`Router`] to append, read, look up offsets and administer topics;
+//! [`ValidatedBatch`] is the only form in which client bytes reach a log;
+//! [`EngineConfig`], [`TopicConfig`] and [`Limits`] configure it; [`log_scan`] and
+//! [`segment_index`] let tools read segment files offline.
+
+pub mod batch;
+pub mod batch_builder;
+pub mod batch_cache;
+pub mod config;
+pub mod directory;
+pub mod group_commit;
+pub mod ids;
+pub mod index_file;
+pub mod layout;
+pub mod log_scan;
+pub mod log_writer;
+pub mod metadata;
+pub mod metadata_service;
+pub mod metadata_store;
+pub mod offset;
+pub mod offset_index;
+pub mod partition;
+pub mod record_timestamps;
+pub mod recovery;
+pub mod request;
+pub mod retention;
+pub mod router;
+pub mod segment;
+pub mod segment_index;
+pub mod shard_set;
+pub mod time_index;
+pub mod varint;
+
+mod shard;
+
+pub use batch::{BatchError, BatchHeader, ValidatedBatch};
+pub use config::{EngineConfig, FsyncPolicy, Limits, TopicConfig};
+pub use ids::{PartitionId, ShardId, TopicId};
+pub use metadata::{MetadataSnapshot, TopicMeta};
+pub use metadata_service::{ConfigChange, TopicError, TopicSpec};
+pub use offset::Offset;
+pub use partition::{AppendError, PartitionOffsets, ReadError};
+pub use record_timestamps::RecordAtTime;
+pub use request::{AppendOutcome, ReadOutcome, ShardStats};
+pub use router::Router;
+pub use shard_set::{EngineError, ShardSet, ShutdownSummary};

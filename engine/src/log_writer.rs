@@ -1,0 +1,220 @@
+//! Turning appends into O_DIRECT writes for one segment.
+//!
+//! O_DIRECT writes must start and end on block boundaries, but batches end anywhere. The
+//! writer keeps the log's last partial block in memory and starts each new buffer with it,
+//! so every write rewrites that block whole (same bytes, now followed by new ones) and
+//! zero-pads past the end. A buffer leaves the writer only through [`LogWriter::take`], in
+//! order, and the caller writes taken buffers one after another: two writes of the same
+//! block are never in flight at once.
+
+use glommio::io::DmaBuffer;
+
+/// The block size O_DIRECT positions and lengths are aligned to.
+pub const BLOCK_BYTES: usize = 4096;
+
+/// One aligned write: `buffer` goes to `position` of the segment file.
+#[derive(Debug)]
+pub struct PendingWrite {
+    pub buffer: DmaBuffer,
+    pub position: u64,
+    /// The log's length once this write lands (the padding past it is not log).
+    pub log_len_after: u64,
+}
+
+/// Appended bytes of one segment that are not yet handed out for writing.
+#[derive(Debug)]
+pub struct LogWriter {
+    buffer_bytes: usize,
+    log_len: u64,
+    /// The bytes of the log's last, partial block (fewer than [`BLOCK_BYTES`]).
+    tail: Vec<u8>,
+    current: Option<Filling>,
+    full: Vec<PendingWrite>,
+}
+
+#[derive(Debug)]
+struct Filling {
+    buffer: DmaBuffer,
+    position: u64,
+    filled: usize,
+}
+
+impl LogWriter {
+    /// A writer for a log of `log_len` bytes whose last partial block holds `tail`, using
+    /// buffers of `buffer_bytes` (rounded up to whole blocks).
+    ///
+    /// # Panics
+    /// When `tail` is not the log's partial last block.
+    pub fn new(log_len: u64, tail: Vec<u8>, buffer_bytes: usize) -> LogWriter {
+        assert_eq!(
+            to_u64(tail.len()),
+            log_len % to_u64(BLOCK_BYTES),
+            "tail must be the partial last block"
+        );
+        LogWriter {
+            buffer_bytes: align_up(buffer_bytes.max(1)),
+            log_len,
+            tail,
+            current: None,
+            full: Vec::new(),
+        }
+    }
+
+    /// Copies `bytes` to the end of the log. Needs a glommio executor (DMA memory).
+    pub fn append(&mut self, bytes: &[u8]) {
+        let fits = self
+            .current
+            .as_ref()
+            .is_some_and(|current| current.filled + bytes.len() <= current.buffer.len());
+        if !fits {
+            self.retire_current();
+            self.current = Some(self.start_buffer(bytes.len()));
+        }
+        let current = self.current.as_mut().expect("a buffer was just started");
+        current.buffer.as_bytes_mut()[current.filled..current.filled + bytes.len()]
+            .copy_from_slice(bytes);
+        current.filled += bytes.len();
+        self.log_len += to_u64(bytes.len());
+    }
+
+    /// Every appended byte not yet taken, as aligned writes in log order.
+    pub fn take(&mut self) -> Vec<PendingWrite> {
+        self.retire_current();
+        std::mem::take(&mut self.full)
+    }
+
+    /// True when appended bytes wait to be taken.
+    pub fn has_pending(&self) -> bool {
+        self.current.is_some() || !self.full.is_empty()
+    }
+
+    /// Bytes of log, written or not.
+    pub fn log_len(&self) -> u64 {
+        self.log_len
+    }
+
+    fn start_buffer(&self, append_len: usize) -> Filling {
+        let capacity = self
+            .buffer_bytes
+            .max(align_up(self.tail.len() + append_len));
+        let mut buffer = glommio::allocate_dma_buffer(capacity);
+        buffer.as_bytes_mut()[..self.tail.len()].copy_from_slice(&self.tail);
+        let position = self.log_len - to_u64(self.tail.len());
+        Filling {
+            buffer,
+            position,
+            filled: self.tail.len(),
+        }
+    }
+
+    /// Seals the buffer being filled: pads it to a block boundary and queues it, keeping its
+    /// partial last block as the start of the next buffer.
+    fn retire_current(&mut self) {
+        let Some(Filling {
+            mut buffer,
+            position,
+            filled,
+        }) = self.current.take()
+        else {
+            return;
+        };
+        let padded = align_up(filled);
+        let tail_start = filled - filled % BLOCK_BYTES;
+        self.tail.clear();
+        self.tail
+            .extend_from_slice(&buffer.as_bytes()[tail_start..filled]);
+        buffer.as_bytes_mut()[filled..padded].fill(0);
+        buffer.trim_to_size(padded);
+        self.full.push(PendingWrite {
+            buffer,
+            position,
+            log_len_after: position + to_u64(filled),
+        });
+    }
+}
+
+/// `len` rounded up to whole blocks.
+pub fn align_up(len: usize) -> usize {
+    len.div_ceil(BLOCK_BYTES) * BLOCK_BYTES
+}
+
+/// `position` rounded down to a block boundary.
+pub fn align_down(position: u64) -> u64 {
+    position - position % to_u64(BLOCK_BYTES)
+}
+
+fn to_u64(len: usize) -> u64 {
+    u64::try_from(len).expect("usize fits in u64")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applies taken writes to an in-memory image of the file, as the disk would.
+    fn apply(image: &mut Vec<u8>, writes: Vec<PendingWrite>) {
+        for write in writes {
+            let position = usize::try_from(write.position).unwrap();
+            assert_eq!(position % BLOCK_BYTES, 0, "write position must be aligned");
+            assert_eq!(
+                write.buffer.len() % BLOCK_BYTES,
+                0,
+                "write length must be aligned"
+            );
+            let end = position + write.buffer.len();
+            if image.len() < end {
+                image.resize(end, 0xEE);
+            }
+            image[position..end].copy_from_slice(write.buffer.as_bytes());
+        }
+    }
+
+    /// Appends `sizes` bytes (taking after each `take_every` appends) and checks the image.
+    fn check(sizes: &[usize], take_every: usize, buffer_bytes: usize) {
+        glommio::LocalExecutor::default().run(async {
+            let mut writer = LogWriter::new(0, Vec::new(), buffer_bytes);
+            let mut expected = Vec::new();
+            let mut image = Vec::new();
+            for (index, &size) in sizes.iter().enumerate() {
+                let bytes: Vec<u8> = (0..size)
+                    .map(|at| u8::try_from((at + index) % 251).unwrap())
+                    .collect();
+                writer.append(&bytes);
+                expected.extend_from_slice(&bytes);
+                if index % take_every == 0 {
+                    apply(&mut image, writer.take());
+                }
+            }
+            apply(&mut image, writer.take());
+            assert!(!writer.has_pending());
+            assert_eq!(writer.log_len(), u64::try_from(expected.len()).unwrap());
+            assert_eq!(&image[..expected.len()], &expected[..]);
+            assert!(
+                image[expected.len()..].iter().all(|byte| *byte == 0),
+                "padding is zeros"
+            );
+            assert_eq!(image.len(), align_up(expected.len()));
+        });
+    }
+
+    #[test]
+    fn appends_of_any_size_land_byte_exact() {
+        check(&[100, 5000, 1, 4095, 4096, 7000, 12], 1, 8192);
+        check(&[100, 5000, 1, 4095, 4096, 7000, 12], 3, 8192);
+        check(&[20_000, 3, 20_000], 1, 4096);
+        check(&[4096, 4096, 4096], 2, 4096);
+    }
+
+    #[test]
+    fn reopening_continues_from_the_partial_block() {
+        glommio::LocalExecutor::default().run(async {
+            let mut writer = LogWriter::new(4100, vec![9; 4], 4096);
+            writer.append(&[1, 2, 3]);
+            let writes = writer.take();
+            assert_eq!(writes.len(), 1);
+            assert_eq!(writes[0].position, 4096);
+            assert_eq!(&writes[0].buffer.as_bytes()[..8], &[9, 9, 9, 9, 1, 2, 3, 0]);
+            assert_eq!(writes[0].log_len_after, 4103);
+        });
+    }
+}

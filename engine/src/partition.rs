@@ -1,0 +1,609 @@
+//! A partition log: its segments, offsets, appends, group-commit plans, reads and
+//! retention. All methods are synchronous: they change state and hand out plans and
+//! cursors, and the owning shard runs the I/O (see `group_commit` and `segment`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::batch::ValidatedBatch;
+use crate::config::{FsyncPolicy, TopicConfig};
+use crate::group_commit::{FileTarget, FlushOutcome, FlushPlan, Seal, SegmentFlush};
+use crate::ids::PartitionId;
+use crate::index_file::IndexKind;
+use crate::offset::Offset;
+use crate::retention::{SegmentFacts, segments_to_delete};
+use crate::segment::{READ_CHUNK_BYTES, Segment, SegmentCursor, SegmentReadError};
+
+/// Offsets of a partition, in Kafka's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// The first offset still stored.
+    pub log_start: Offset,
+    /// The offset after the last durable batch: readers see everything below it.
+    pub high_watermark: Offset,
+    /// The offset the next append gets.
+    pub log_end: Offset,
+}
+
+/// Why an append was refused.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    #[error("unknown topic or partition {partition}")]
+    UnknownPartition { partition: String },
+    #[error("batch of {len} bytes exceeds max.message.bytes {max} of {partition}")]
+    BatchTooLarge {
+        partition: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("partition {partition} refuses writes after a storage failure: {reason}")]
+    Poisoned { partition: String, reason: String },
+    #[error("partition {partition} is offline: {reason}")]
+    Offline { partition: String, reason: String },
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a read or lookup failed.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("unknown topic or partition {partition}")]
+    UnknownPartition { partition: String },
+    #[error(
+        "offset {requested} is out of range for {partition} (log start {log_start}, high watermark {high_watermark})"
+    )]
+    OffsetOutOfRange {
+        partition: String,
+        requested: i64,
+        log_start: i64,
+        high_watermark: i64,
+    },
+    #[error("corrupt data in {path} at byte {position} of {partition}: {reason}")]
+    Corrupt {
+        partition: String,
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error("i/o error reading {path} of {partition}: {detail}")]
+    Io {
+        partition: String,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("partition {partition} is offline: {reason}")]
+    Offline { partition: String, reason: String },
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl ReadError {
+    /// The partition's error for a failed read of segment file `path`.
+    pub fn from_segment(partition: String, path: PathBuf, error: SegmentReadError) -> ReadError {
+        match error {
+            SegmentReadError::Corrupt { position, reason } => ReadError::Corrupt {
+                partition,
+                path,
+                position,
+                reason,
+            },
+            SegmentReadError::Io { detail } => ReadError::Io {
+                partition,
+                path,
+                detail,
+            },
+        }
+    }
+}
+
+/// Where a read starts.
+#[derive(Debug)]
+pub enum ReadStart {
+    /// Nothing to read: the offset is the high watermark.
+    AtEnd,
+    /// Read the disk with this cursor, from the batch holding `from`.
+    Disk {
+        cursor: SegmentCursor,
+        path: PathBuf,
+    },
+}
+
+/// One partition's log.
+#[derive(Debug)]
+pub struct PartitionLog {
+    id: PartitionId,
+    label: String,
+    dir: PathBuf,
+    config: TopicConfig,
+    fsync: FsyncPolicy,
+    write_buffer_bytes: usize,
+    segments: BTreeMap<Offset, Segment>,
+    log_start: Offset,
+    next_offset: Offset,
+    durable_end: Offset,
+    unflushed_bytes: usize,
+    poisoned: Option<String>,
+    /// Segments retention removed whose files wait for the new active segment's file.
+    deletions_waiting: Vec<Segment>,
+}
+
+/// Everything [`PartitionLog::assemble`] needs from the code that opened the partition.
+#[derive(Debug)]
+pub struct PartitionParts {
+    pub id: PartitionId,
+    pub label: String,
+    pub dir: PathBuf,
+    pub config: TopicConfig,
+    pub fsync: FsyncPolicy,
+    pub write_buffer_bytes: usize,
+    /// At least one segment, the last one active (with a writer).
+    pub segments: Vec<Segment>,
+}
+
+impl PartitionLog {
+    /// A log from recovered (or new) segments: everything in them is durable.
+    ///
+    /// # Panics
+    /// When there is no segment or segments do not follow each other: recovery ensures both.
+    pub fn assemble(parts: PartitionParts) -> PartitionLog {
+        let PartitionParts {
+            id,
+            label,
+            dir,
+            config,
+            fsync,
+            write_buffer_bytes,
+            segments,
+        } = parts;
+        let log_start = segments
+            .first()
+            .expect("a partition has at least one segment")
+            .base_offset();
+        let next_offset = segments
+            .last()
+            .expect("a partition has at least one segment")
+            .index
+            .next_offset();
+        for pair in segments.windows(2) {
+            assert_eq!(
+                pair[0].index.next_offset(),
+                pair[1].base_offset(),
+                "segments of {label} must be contiguous"
+            );
+        }
+        let segments = segments
+            .into_iter()
+            .map(|segment| (segment.base_offset(), segment))
+            .collect();
+        PartitionLog {
+            id,
+            label,
+            dir,
+            config,
+            fsync,
+            write_buffer_bytes,
+            segments,
+            log_start,
+            next_offset,
+            durable_end: next_offset,
+            unflushed_bytes: 0,
+            poisoned: None,
+            deletions_waiting: Vec::new(),
+        }
+    }
+
+    /// A new, empty partition in `dir` (which exists); its first commit creates a file.
+    pub fn create(
+        id: PartitionId,
+        label: String,
+        dir: PathBuf,
+        config: TopicConfig,
+        fsync: FsyncPolicy,
+        write_buffer_bytes: usize,
+        now_ms: i64,
+    ) -> PartitionLog {
+        let segment = Segment::create(
+            &dir,
+            Offset::ZERO,
+            config.index_interval_bytes,
+            write_buffer_bytes,
+            now_ms,
+        );
+        PartitionLog::assemble(PartitionParts {
+            id,
+            label,
+            dir,
+            config,
+            fsync,
+            write_buffer_bytes,
+            segments: vec![segment],
+        })
+    }
+
+    pub fn id(&self) -> PartitionId {
+        self.id
+    }
+
+    /// The partition's name for people: `topic-index`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &TopicConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: TopicConfig) {
+        self.config = config;
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        PartitionOffsets {
+            log_start: self.log_start,
+            high_watermark: self.durable_end,
+            log_end: self.next_offset,
+        }
+    }
+
+    /// Bytes of log on disk or about to be.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments
+            .values()
+            .map(|segment| u64::from(segment.index.log_len()))
+            .sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    /// Refuses further writes, for the reason given (a failed write or fdatasync).
+    pub fn poison(&mut self, reason: String) {
+        tracing::error!(partition = %self.label, %reason, "partition refuses further writes");
+        self.poisoned.get_or_insert(reason);
+    }
+
+    /// Assigns offsets to `batch`, stamps `leader_epoch` and queues its bytes for the next
+    /// group commit, rolling the segment first when size or age says so. Returns the batch
+    /// as stored, for the cache.
+    pub fn append(
+        &mut self,
+        mut batch: ValidatedBatch,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<ValidatedBatch, AppendError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(AppendError::Poisoned {
+                partition: self.label.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let max = usize::try_from(self.config.max_message_bytes).unwrap_or(usize::MAX);
+        if batch.len() > max {
+            return Err(AppendError::BatchTooLarge {
+                partition: self.label.clone(),
+                len: batch.len(),
+                max,
+            });
+        }
+        if self.should_roll(&batch, now_ms) {
+            self.roll(now_ms);
+        }
+        batch.assign(self.next_offset, leader_epoch);
+        let active = self.active_mut();
+        active.append(batch.header(), batch.bytes(), now_ms);
+        self.next_offset = batch.last_offset().plus(1);
+        self.unflushed_bytes += batch.len();
+        Ok(batch)
+    }
+
+    /// The next group commit: everything appended since the last one, plus seals of rolled
+    /// segments and files to create. `None` when there is nothing to commit.
+    pub fn take_flush(&mut self) -> Option<FlushPlan> {
+        if self.poisoned.is_some() {
+            return None;
+        }
+        let mut work: Vec<SegmentFlush> = self
+            .segments
+            .values_mut()
+            .rev()
+            .map_while(segment_flush)
+            .collect();
+        if work.is_empty() {
+            return None;
+        }
+        work.reverse();
+        let batch_bytes = std::mem::take(&mut self.unflushed_bytes);
+        Some(self.plan(work, batch_bytes))
+    }
+
+    /// A final commit that seals the active segment too, for a clean shutdown: its index
+    /// files are written and its log cut to its exact length, so it reopens without a scan.
+    pub fn take_close(&mut self) -> Option<FlushPlan> {
+        if self.poisoned.is_some() {
+            return None;
+        }
+        let mut plan = self.take_flush();
+        let active = self.active_mut();
+        if active.file.is_none() {
+            return plan;
+        }
+        let seal = seal_of(active);
+        match plan.as_mut().and_then(|plan| plan.segments.last_mut()) {
+            Some(last) if last.base == active.base_offset() => last.seal = Some(seal),
+            _ => {
+                let flush = SegmentFlush {
+                    base: active.base_offset(),
+                    target: FileTarget::Open(active.file.clone().expect("checked above")),
+                    writes: Vec::new(),
+                    seal: Some(seal),
+                    durable_len: active.durable_len,
+                };
+                let plan = plan.get_or_insert_with(|| self.plan(Vec::new(), 0));
+                plan.segments.push(flush);
+            }
+        }
+        plan
+    }
+
+    /// Applies a finished commit: installs created files, advances durable lengths and the
+    /// high watermark, or poisons the partition when the commit failed.
+    pub fn finish_flush(&mut self, outcome: &mut FlushOutcome) {
+        let done = match &mut outcome.result {
+            Ok(done) => done,
+            Err(reason) => {
+                self.poison(reason.clone());
+                return;
+            }
+        };
+        for (base, file) in done.created.drain(..) {
+            if let Some(segment) = self.segments.get_mut(&base) {
+                segment.file = Some(file);
+            }
+        }
+        for base in &done.sealed {
+            if let Some(segment) = self.segments.get_mut(base) {
+                segment.sealed = true;
+            }
+        }
+        for &(base, durable_len) in &done.durable_lens {
+            if let Some(segment) = self.segments.get_mut(&base) {
+                assert!(
+                    durable_len >= segment.durable_len,
+                    "durable length of {base} moved back"
+                );
+                segment.durable_len = durable_len;
+            }
+        }
+        assert!(
+            outcome.durable_end >= self.durable_end,
+            "high watermark of {} moved back",
+            self.label
+        );
+        self.durable_end = outcome.durable_end;
+    }
+
+    /// Where a read of `from` starts, or why it cannot.
+    pub fn plan_read(&self, from: Offset, bytes_max: usize) -> Result<ReadStart, ReadError> {
+        if from < self.log_start || from > self.durable_end {
+            return Err(ReadError::OffsetOutOfRange {
+                partition: self.label.clone(),
+                requested: from.value(),
+                log_start: self.log_start.value(),
+                high_watermark: self.durable_end.value(),
+            });
+        }
+        if from == self.durable_end {
+            return Ok(ReadStart::AtEnd);
+        }
+        let (_, segment) = self
+            .segments
+            .range(..=from)
+            .next_back()
+            .expect("log start is a segment base");
+        let start = u64::from(segment.index.position_for_offset(from));
+        let chunk = bytes_max
+            .saturating_add(2 * usize::try_from(self.config.index_interval_bytes).unwrap_or(0));
+        Ok(ReadStart::Disk {
+            cursor: self.cursor(segment, start, chunk),
+            path: segment.log_path.clone(),
+        })
+    }
+
+    /// A cursor over the first segment that can hold a record at or after `target_ms`, or
+    /// `None` when no durable batch is that recent.
+    pub fn plan_timestamp_lookup(&self, target_ms: i64) -> Option<(SegmentCursor, PathBuf)> {
+        let segment = self.segments.values().find(|segment| {
+            segment.durable_len > 0 && segment.index.max_timestamp_ms() >= target_ms
+        })?;
+        let start = u64::from(segment.index.position_for_timestamp(target_ms));
+        Some((
+            self.cursor(segment, start, READ_CHUNK_BYTES),
+            segment.log_path.clone(),
+        ))
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`. Removed segments leave the log at once (the log start advances);
+    /// their files are returned by [`PartitionLog::take_deletions`].
+    pub fn apply_retention(&mut self, now_ms: i64) {
+        let facts: Vec<SegmentFacts> = self.segments.values().map(segment_facts).collect();
+        let count = segments_to_delete(&facts, &self.config, now_ms);
+        if count == 0 {
+            return;
+        }
+        if count == self.segments.len() {
+            self.roll(now_ms);
+        }
+        for _ in 0..count {
+            let (_, segment) = self.segments.pop_first().expect("counted segments exist");
+            tracing::info!(partition = %self.label, base = %segment.base_offset(), "retention deletes segment");
+            self.deletions_waiting.push(segment);
+        }
+        let first = self
+            .segments
+            .first_key_value()
+            .expect("the active segment stays")
+            .0;
+        assert!(
+            *first >= self.log_start,
+            "log start of {} moved back",
+            self.label
+        );
+        self.log_start = *first;
+    }
+
+    /// Segments whose files may now be deleted: retention removed them and the active
+    /// segment has a file, so the partition's offsets survive a restart.
+    pub fn take_deletions(&mut self) -> Vec<Segment> {
+        if self.active().file.is_none() {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.deletions_waiting)
+    }
+
+    /// True when a commit has work: appended bytes, rolled segments or a file to create.
+    pub fn has_unflushed(&self) -> bool {
+        // Work is always a run of the newest segments, so the active one tells.
+        needs_flush(self.active())
+    }
+
+    fn plan(&self, segments: Vec<SegmentFlush>, batch_bytes: usize) -> FlushPlan {
+        FlushPlan {
+            partition: self.id,
+            dir: self.dir.clone(),
+            segments,
+            fsync: self.fsync,
+            durable_end: self.next_offset,
+            batch_bytes,
+        }
+    }
+
+    fn cursor(&self, segment: &Segment, start: u64, chunk: usize) -> SegmentCursor {
+        let file = segment
+            .file
+            .clone()
+            .expect("a segment with durable bytes has a file");
+        SegmentCursor::new(
+            file,
+            start,
+            segment.durable_len,
+            chunk.max(READ_CHUNK_BYTES),
+        )
+    }
+
+    fn should_roll(&self, batch: &ValidatedBatch, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.index.is_empty() {
+            return false;
+        }
+        let len = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+        let too_big =
+            u64::from(active.index.log_len()) + len > u64::from(self.config.segment_bytes);
+        let too_old = now_ms.saturating_sub(active.created_ms) >= self.config.segment_ms;
+        let span = self
+            .next_offset
+            .plus(batch.record_count())
+            .distance_from(active.base_offset());
+        too_big || too_old || span > u64::from(u32::MAX)
+    }
+
+    fn roll(&mut self, now_ms: i64) {
+        let next = self.next_offset;
+        let interval = self.config.index_interval_bytes;
+        let buffer_bytes = self.write_buffer_bytes;
+        let active = self.active_mut();
+        if active.index.is_empty() {
+            return;
+        }
+        active.rolled = true;
+        tracing::info!(partition = %self.label, base = %next, "segment rolled");
+        let segment = Segment::create(&self.dir, next, interval, buffer_bytes, now_ms);
+        self.segments.insert(next, segment);
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a partition always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a partition always has an active segment")
+    }
+}
+
+fn needs_flush(segment: &Segment) -> bool {
+    segment.file.is_none()
+        || segment
+            .writer
+            .as_ref()
+            .is_some_and(|writer| writer.has_pending() || segment.rolled)
+}
+
+/// The commit work of one segment, or `None` when it has none (older segments have none
+/// either: work is always a run of the newest segments).
+fn segment_flush(segment: &mut Segment) -> Option<SegmentFlush> {
+    if !needs_flush(segment) {
+        return None;
+    }
+    let target = match &segment.file {
+        Some(file) => FileTarget::Open(file.clone()),
+        None => FileTarget::Create(segment.log_path.clone()),
+    };
+    let writes = segment
+        .writer
+        .as_mut()
+        .map(crate::log_writer::LogWriter::take)
+        .unwrap_or_default();
+    let seal = segment.rolled.then(|| seal_of(segment));
+    if segment.rolled {
+        segment.writer = None;
+    }
+    Some(SegmentFlush {
+        base: segment.base_offset(),
+        target,
+        writes,
+        seal,
+        durable_len: u64::from(segment.index.log_len()),
+    })
+}
+
+fn seal_of(segment: &Segment) -> Seal {
+    let (offset_index, time_index) = segment.index.encode_files();
+    Seal {
+        log_len: u64::from(segment.index.log_len()),
+        offset_index: (segment.index_path(IndexKind::Offset), offset_index),
+        time_index: (segment.index_path(IndexKind::Time), time_index),
+    }
+}
+
+fn segment_facts(segment: &Segment) -> SegmentFacts {
+    let log_len = u64::from(segment.index.log_len());
+    let pending = segment
+        .writer
+        .as_ref()
+        .is_some_and(|writer| writer.has_pending() || segment.rolled);
+    SegmentFacts {
+        log_len,
+        max_timestamp_ms: segment.index.max_timestamp_ms(),
+        last_modified_ms: segment.last_modified_ms,
+        durable: segment.durable_len == log_len
+            && !pending
+            && segment.file.is_some()
+            && (segment.sealed || !segment.rolled),
+    }
+}

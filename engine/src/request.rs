@@ -1,0 +1,94 @@
+//! The messages shards send each other over their bounded channels, and the answers.
+//! Everything here is `Send`: record bytes travel as owned `Vec`s, moved, never shared.
+
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+
+use crate::batch::ValidatedBatch;
+use crate::ids::{PartitionId, ShardId};
+use crate::metadata::MetadataSnapshot;
+use crate::offset::Offset;
+use crate::partition::{AppendError, PartitionOffsets, ReadError};
+use crate::record_timestamps::RecordAtTime;
+
+/// Where an answer goes.
+pub(crate) type Reply<T> = oneshot::Sender<T>;
+
+/// Work for the shard that owns a partition.
+#[derive(Debug)]
+pub(crate) enum ShardRequest {
+    Append {
+        partition: PartitionId,
+        batch: ValidatedBatch,
+        leader_epoch: i32,
+        reply: Reply<Result<AppendOutcome, AppendError>>,
+    },
+    Read {
+        partition: PartitionId,
+        from: Offset,
+        bytes_max: usize,
+        reply: Reply<Result<ReadOutcome, ReadError>>,
+    },
+    Offsets {
+        partition: PartitionId,
+        reply: Reply<Result<PartitionOffsets, ReadError>>,
+    },
+    FindTimestamp {
+        partition: PartitionId,
+        target_ms: i64,
+        reply: Reply<Result<Option<RecordAtTime>, ReadError>>,
+    },
+    ApplyMetadata {
+        snapshot: Arc<MetadataSnapshot>,
+        reply: Reply<Result<(), String>>,
+    },
+    Housekeeping {
+        reply: Reply<()>,
+    },
+    Stats {
+        reply: Reply<ShardStats>,
+    },
+    Ping {
+        reply: Reply<ShardId>,
+    },
+    Shutdown {
+        reply: Reply<ShutdownReport>,
+    },
+}
+
+/// A durable append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub log_start: Offset,
+}
+
+/// Batches read from a partition, as stored, with the partition's offsets at the time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadOutcome {
+    pub bytes: Vec<u8>,
+    pub offsets: PartitionOffsets,
+}
+
+/// What a shard holds, for metrics and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub partitions: usize,
+    pub offline_partitions: usize,
+    pub cache_bytes: usize,
+    pub cache_batches: usize,
+    pub pending_write_bytes: usize,
+    pub flushes_in_flight: usize,
+    pub jobs_in_flight: usize,
+    pub queue_depth: usize,
+}
+
+/// How a shard closed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    pub partitions_closed: usize,
+    /// Partitions that could not be closed cleanly, with the reason.
+    pub failures: Vec<(String, String)>,
+}

@@ -1,0 +1,254 @@
+//! The handle code on a shard uses to reach any partition: it resolves a topic and
+//! partition to the owning shard with the shard's own metadata snapshot, sends the work
+//! over that shard's bounded channel and awaits the answer.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::batch::ValidatedBatch;
+use crate::ids::{PartitionId, ShardId};
+use crate::metadata::{MetadataSnapshot, TopicMeta, partition_label};
+use crate::metadata_service::{ConfigChange, MetadataRequest, TopicError, TopicSpec};
+use crate::offset::Offset;
+use crate::partition::{AppendError, PartitionOffsets, ReadError};
+use crate::record_timestamps::RecordAtTime;
+use crate::request::{AppendOutcome, ReadOutcome, Reply, ShardRequest, ShardStats};
+
+/// A shard-local handle to every partition and to topic administration. Cheap to clone;
+/// not `Send`: each shard has its own.
+#[derive(Clone)]
+pub struct Router {
+    inner: Rc<RouterInner>,
+}
+
+struct RouterInner {
+    shard: ShardId,
+    shards: Vec<flume::Sender<ShardRequest>>,
+    metadata_requests: flume::Sender<MetadataRequest>,
+    metadata: Rc<RefCell<Arc<MetadataSnapshot>>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("shard", &self.inner.shard)
+            .finish()
+    }
+}
+
+impl Router {
+    pub(crate) fn new(
+        shard: ShardId,
+        shards: Vec<flume::Sender<ShardRequest>>,
+        metadata_requests: flume::Sender<MetadataRequest>,
+        metadata: Rc<RefCell<Arc<MetadataSnapshot>>>,
+    ) -> Router {
+        Router {
+            inner: Rc::new(RouterInner {
+                shard,
+                shards,
+                metadata_requests,
+                metadata,
+            }),
+        }
+    }
+
+    /// The shard this router runs on.
+    pub fn shard(&self) -> ShardId {
+        self.inner.shard
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// This shard's current view of every topic.
+    pub fn metadata(&self) -> Arc<MetadataSnapshot> {
+        self.inner.metadata.borrow().clone()
+    }
+
+    /// The partition and its owning shard, if the topic has that partition.
+    pub fn resolve(&self, topic: &str, partition: u32) -> Option<(PartitionId, ShardId)> {
+        self.inner.metadata.borrow().resolve(topic, partition)
+    }
+
+    /// Appends `batch` to a partition; answers once it is durable.
+    pub async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: ValidatedBatch,
+    ) -> Result<AppendOutcome, AppendError> {
+        let Some((id, owner)) = self.resolve(topic, partition) else {
+            return Err(AppendError::UnknownPartition {
+                partition: partition_label(topic, partition),
+            });
+        };
+        let answer = self
+            .ask(owner, |reply| ShardRequest::Append {
+                partition: id,
+                batch,
+                leader_epoch: 0,
+                reply,
+            })
+            .await;
+        answer.unwrap_or(Err(AppendError::ShuttingDown))
+    }
+
+    /// Reads whole batches from the one holding `from`, up to about `bytes_max` bytes.
+    pub async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: Offset,
+        bytes_max: usize,
+    ) -> Result<ReadOutcome, ReadError> {
+        let (id, owner) = self.resolve_for_read(topic, partition)?;
+        let answer = self
+            .ask(owner, |reply| ShardRequest::Read {
+                partition: id,
+                from,
+                bytes_max,
+                reply,
+            })
+            .await;
+        answer.unwrap_or(Err(ReadError::ShuttingDown))
+    }
+
+    /// The partition's log start, high watermark and log end.
+    pub async fn offsets(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<PartitionOffsets, ReadError> {
+        let (id, owner) = self.resolve_for_read(topic, partition)?;
+        let answer = self
+            .ask(owner, |reply| ShardRequest::Offsets {
+                partition: id,
+                reply,
+            })
+            .await;
+        answer.unwrap_or(Err(ReadError::ShuttingDown))
+    }
+
+    /// The first durable record at or after `target_ms`, if any.
+    pub async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+        target_ms: i64,
+    ) -> Result<Option<RecordAtTime>, ReadError> {
+        let (id, owner) = self.resolve_for_read(topic, partition)?;
+        let answer = self
+            .ask(owner, |reply| ShardRequest::FindTimestamp {
+                partition: id,
+                target_ms,
+                reply,
+            })
+            .await;
+        answer.unwrap_or(Err(ReadError::ShuttingDown))
+    }
+
+    pub async fn create_topic(&self, spec: TopicSpec) -> Result<Arc<TopicMeta>, TopicError> {
+        self.admin(|reply| MetadataRequest::CreateTopic { spec, reply })
+            .await
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        self.admin(|reply| MetadataRequest::DeleteTopic {
+            name: name.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        total: u32,
+    ) -> Result<Arc<TopicMeta>, TopicError> {
+        self.admin(|reply| MetadataRequest::CreatePartitions {
+            name: name.into(),
+            total,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+    ) -> Result<Arc<TopicMeta>, TopicError> {
+        self.admin(|reply| MetadataRequest::AlterConfig {
+            name: name.into(),
+            changes,
+            reply,
+        })
+        .await
+    }
+
+    /// Runs retention on every shard now, instead of at the next housekeeping tick.
+    pub async fn housekeeping(&self) {
+        for shard in 0..self.shard_count() {
+            let shard = ShardId::new(u16::try_from(shard).expect("shard count fits in u16"));
+            self.ask(shard, |reply| ShardRequest::Housekeeping { reply })
+                .await;
+        }
+    }
+
+    /// A round trip to `shard` and back; `None` when it is gone.
+    pub async fn ping(&self, shard: ShardId) -> Option<ShardId> {
+        self.ask(shard, |reply| ShardRequest::Ping { reply }).await
+    }
+
+    pub async fn stats(&self, shard: ShardId) -> Option<ShardStats> {
+        let mut stats = self
+            .ask(shard, |reply| ShardRequest::Stats { reply })
+            .await?;
+        stats.queue_depth = self.inner.shards.get(shard.index())?.len();
+        Some(stats)
+    }
+
+    fn resolve_for_read(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<(PartitionId, ShardId), ReadError> {
+        self.resolve(topic, partition)
+            .ok_or_else(|| ReadError::UnknownPartition {
+                partition: partition_label(topic, partition),
+            })
+    }
+
+    /// Sends a request to `shard` and awaits the answer; `None` when the shard is gone.
+    async fn ask<T>(
+        &self,
+        shard: ShardId,
+        request: impl FnOnce(Reply<T>) -> ShardRequest,
+    ) -> Option<T> {
+        let (reply, answer) = futures::channel::oneshot::channel();
+        self.inner
+            .shards
+            .get(shard.index())?
+            .send_async(request(reply))
+            .await
+            .ok()?;
+        answer.await.ok()
+    }
+
+    async fn admin<T>(
+        &self,
+        request: impl FnOnce(Reply<Result<T, TopicError>>) -> MetadataRequest,
+    ) -> Result<T, TopicError> {
+        let (reply, answer) = futures::channel::oneshot::channel();
+        self.inner
+            .metadata_requests
+            .send_async(request(reply))
+            .await
+            .map_err(|_| TopicError::ShuttingDown)?;
+        answer.await.unwrap_or(Err(TopicError::ShuttingDown))
+    }
+}

@@ -1,0 +1,615 @@
+//! A shard: one executor's loop that alone owns a set of partitions, the batch cache and
+//! all their I/O.
+//!
+//! The loop takes one event at a time: a request from any shard's router, a finished group
+//! commit, a finished read or deletion, or the housekeeping tick. Handling an event only
+//! changes state and starts I/O futures; the futures own what they touch and run beside
+//! the loop (polled by it), so no partition state is shared, locked or borrowed across an
+//! await. When appends outrun the disk (pending bytes) or reads pile up, the loop stops
+//! taking requests and the bounded channel pushes back on the senders.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ahash::AHashMap;
+use futures::future::LocalBoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use glommio::timer::Timer;
+
+use crate::batch_cache::{BatchCache, CacheRead};
+use crate::config::EngineConfig;
+use crate::group_commit::{FlushOutcome, GroupCommit};
+use crate::ids::{PartitionId, ShardId};
+use crate::layout;
+use crate::metadata::{MetadataSnapshot, TopicMeta, partition_label};
+use crate::offset::Offset;
+use crate::partition::{AppendError, PartitionLog, ReadError, ReadStart};
+use crate::recovery::{PartitionSpec, RecoveryReport, open_partition};
+use crate::request::{AppendOutcome, ReadOutcome, Reply, ShardRequest, ShardStats, ShutdownReport};
+use crate::segment::{find_by_timestamp, read_batches};
+
+/// An append waiting for its group commit.
+#[derive(Debug)]
+struct AppendWaiter {
+    reply: Reply<Result<AppendOutcome, AppendError>>,
+    base: Offset,
+    last: Offset,
+}
+
+#[derive(Debug)]
+struct PartitionSlot {
+    log: PartitionLog,
+    commit: GroupCommit<AppendWaiter>,
+}
+
+/// One shard's state.
+pub(crate) struct Shard {
+    id: ShardId,
+    config: Rc<EngineConfig>,
+    partitions: AHashMap<PartitionId, PartitionSlot>,
+    /// Partitions that failed to open: label and reason.
+    offline: AHashMap<PartitionId, (String, String)>,
+    cache: BatchCache,
+    pending_write_bytes: usize,
+    flushes: FuturesUnordered<LocalBoxFuture<'static, FlushOutcome>>,
+    jobs: FuturesUnordered<LocalBoxFuture<'static, ()>>,
+    metadata: Rc<RefCell<Arc<MetadataSnapshot>>>,
+    /// Tasks this shard owns and cancels when it shuts down (front end, metadata service).
+    tasks: Vec<glommio::Task<()>>,
+    draining: Option<Reply<ShutdownReport>>,
+}
+
+enum Event {
+    Request(ShardRequest),
+    Flushed(FlushOutcome),
+    JobDone,
+    Tick,
+    Disconnected,
+}
+
+impl Shard {
+    /// Opens (recovering) every partition `snapshot` places on shard `id`.
+    pub(crate) async fn open(
+        id: ShardId,
+        config: Rc<EngineConfig>,
+        metadata: Rc<RefCell<Arc<MetadataSnapshot>>>,
+        clean_shutdown: bool,
+    ) -> (Shard, Vec<RecoveryReport>) {
+        let mut shard = Shard {
+            id,
+            cache: BatchCache::new(config.limits.batch_cache_bytes_max),
+            config,
+            partitions: AHashMap::new(),
+            offline: AHashMap::new(),
+            pending_write_bytes: 0,
+            flushes: FuturesUnordered::new(),
+            jobs: FuturesUnordered::new(),
+            metadata,
+            tasks: Vec::new(),
+            draining: None,
+        };
+        let snapshot = shard.metadata.borrow().clone();
+        let mut reports = Vec::new();
+        for (topic, index) in snapshot.owned_by(id) {
+            if let Some(report) = shard.open_partition(&topic, index, clean_shutdown).await {
+                reports.push(report);
+            }
+        }
+        (shard, reports)
+    }
+
+    /// Gives the shard a task to own: it is cancelled when the shard shuts down.
+    pub(crate) fn own_task(&mut self, task: glommio::Task<()>) {
+        self.tasks.push(task);
+    }
+
+    /// Runs the loop until a `Shutdown` request has been answered (or every sender is gone).
+    pub(crate) async fn run(mut self, requests: flume::Receiver<ShardRequest>) {
+        let mut incoming = requests.stream();
+        let interval = Duration::from_millis(self.config.housekeeping_interval_ms.max(1));
+        let mut tick = Box::pin(Timer::new(interval));
+        loop {
+            let accepting = self.accepting();
+            let event = std::future::poll_fn(|cx| {
+                if let Poll::Ready(Some(outcome)) = self.flushes.poll_next_unpin(cx) {
+                    return Poll::Ready(Event::Flushed(outcome));
+                }
+                if let Poll::Ready(Some(())) = self.jobs.poll_next_unpin(cx) {
+                    return Poll::Ready(Event::JobDone);
+                }
+                if accepting && let Poll::Ready(request) = incoming.poll_next_unpin(cx) {
+                    return Poll::Ready(request.map_or(Event::Disconnected, Event::Request));
+                }
+                if Pin::new(&mut tick).poll(cx).is_ready() {
+                    return Poll::Ready(Event::Tick);
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                Event::Request(request) => self.handle(request).await,
+                Event::Flushed(outcome) => self.on_flushed(outcome),
+                Event::JobDone => {}
+                Event::Tick => {
+                    self.housekeeping();
+                    tick = Box::pin(Timer::new(interval));
+                }
+                Event::Disconnected => break,
+            }
+            if self.drained() {
+                break;
+            }
+        }
+        self.close().await;
+    }
+
+    fn accepting(&self) -> bool {
+        let limits = &self.config.limits;
+        self.pending_write_bytes < limits.pending_write_bytes_max
+            && self.jobs.len() < limits.reads_in_flight_max
+    }
+
+    async fn handle(&mut self, request: ShardRequest) {
+        match request {
+            ShardRequest::Append {
+                partition,
+                batch,
+                leader_epoch,
+                reply,
+            } => {
+                self.append(partition, batch, leader_epoch, reply);
+            }
+            ShardRequest::Read {
+                partition,
+                from,
+                bytes_max,
+                reply,
+            } => self.read(partition, from, bytes_max, reply),
+            ShardRequest::Offsets { partition, reply } => {
+                let answer = self.slot(partition).map(|slot| slot.log.offsets());
+                let _ = reply.send(answer);
+            }
+            ShardRequest::FindTimestamp {
+                partition,
+                target_ms,
+                reply,
+            } => {
+                self.find_timestamp(partition, target_ms, reply);
+            }
+            ShardRequest::ApplyMetadata { snapshot, reply } => {
+                let answer = self.apply_metadata(snapshot).await;
+                let _ = reply.send(answer);
+            }
+            ShardRequest::Housekeeping { reply } => {
+                self.housekeeping();
+                let _ = reply.send(());
+            }
+            ShardRequest::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+            ShardRequest::Ping { reply } => {
+                let _ = reply.send(self.id);
+            }
+            ShardRequest::Shutdown { reply } => {
+                // Dropping a glommio task cancels it: the front end stops making requests.
+                self.tasks.clear();
+                self.draining = Some(reply);
+            }
+        }
+    }
+
+    fn append(
+        &mut self,
+        partition: PartitionId,
+        batch: crate::batch::ValidatedBatch,
+        leader_epoch: i32,
+        reply: Reply<Result<AppendOutcome, AppendError>>,
+    ) {
+        if self.draining.is_some() {
+            let _ = reply.send(Err(AppendError::ShuttingDown));
+            return;
+        }
+        let Some(slot) = self.partitions.get_mut(&partition) else {
+            let _ = reply.send(Err(self.append_missing(partition)));
+            return;
+        };
+        match slot.log.append(batch, leader_epoch, now_ms()) {
+            Ok(stored) => {
+                let (base, last) = (stored.base_offset(), stored.last_offset());
+                self.pending_write_bytes += stored.len();
+                slot.commit.wait(last, AppendWaiter { reply, base, last });
+                self.cache
+                    .insert(partition, base, last, stored.into_bytes());
+                self.start_flush(partition);
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    fn append_missing(&self, partition: PartitionId) -> AppendError {
+        match self.offline.get(&partition) {
+            Some((label, reason)) => AppendError::Offline {
+                partition: label.clone(),
+                reason: reason.clone(),
+            },
+            None => AppendError::UnknownPartition {
+                partition: partition.to_string(),
+            },
+        }
+    }
+
+    /// Starts the partition's next group commit unless one is in flight.
+    fn start_flush(&mut self, partition: PartitionId) {
+        let Some(slot) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        if slot.commit.in_flight() {
+            return;
+        }
+        if let Some(plan) = slot.log.take_flush() {
+            slot.commit.begin();
+            self.flushes.push(plan.execute().boxed_local());
+        }
+    }
+
+    fn on_flushed(&mut self, mut outcome: FlushOutcome) {
+        self.pending_write_bytes -= outcome.batch_bytes;
+        let partition = outcome.partition;
+        let Some(slot) = self.partitions.get_mut(&partition) else {
+            return; // deleted while its commit ran
+        };
+        slot.log.finish_flush(&mut outcome);
+        let offsets = slot.log.offsets();
+        for waiter in slot.commit.complete(offsets.high_watermark) {
+            assert!(
+                waiter.last < offsets.high_watermark,
+                "acknowledging {} before it is durable",
+                waiter.last
+            );
+            let answer = AppendOutcome {
+                base_offset: waiter.base,
+                last_offset: waiter.last,
+                log_start: offsets.log_start,
+            };
+            let _ = waiter.reply.send(Ok(answer));
+        }
+        if let Some(reason) = slot.log.poisoned() {
+            let error = AppendError::Poisoned {
+                partition: slot.log.label().to_string(),
+                reason: reason.to_string(),
+            };
+            for waiter in slot.commit.drain() {
+                let _ = waiter.reply.send(Err(error.clone()));
+            }
+            self.cache.remove_partition(partition);
+        }
+        self.start_deletions(partition);
+        self.start_flush(partition);
+    }
+
+    fn read(
+        &mut self,
+        partition: PartitionId,
+        from: Offset,
+        bytes_max: usize,
+        reply: Reply<Result<ReadOutcome, ReadError>>,
+    ) {
+        let bytes_max = bytes_max.min(self.config.limits.read_bytes_max);
+        let slot = match self.slot(partition) {
+            Ok(slot) => slot,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
+        let offsets = slot.log.offsets();
+        let in_range = from >= offsets.log_start && from < offsets.high_watermark;
+        let mut bytes = Vec::new();
+        if in_range
+            && let CacheRead::Hit { .. } = self.cache.read(
+                partition,
+                from,
+                offsets.high_watermark,
+                bytes_max,
+                &mut bytes,
+            )
+        {
+            let _ = reply.send(Ok(ReadOutcome { bytes, offsets }));
+            return;
+        }
+        match slot.log.plan_read(from, bytes_max) {
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+            Ok(ReadStart::AtEnd) => {
+                let _ = reply.send(Ok(ReadOutcome { bytes, offsets }));
+            }
+            Ok(ReadStart::Disk { cursor, path }) => {
+                let label = slot.log.label().to_string();
+                self.jobs.push(
+                    async move {
+                        let answer = read_batches(cursor, from, bytes_max).await;
+                        let answer = answer.map(|bytes| ReadOutcome { bytes, offsets });
+                        let _ = reply.send(
+                            answer.map_err(|error| ReadError::from_segment(label, path, error)),
+                        );
+                    }
+                    .boxed_local(),
+                );
+            }
+        }
+    }
+
+    fn find_timestamp(
+        &mut self,
+        partition: PartitionId,
+        target_ms: i64,
+        reply: Reply<Result<Option<crate::record_timestamps::RecordAtTime>, ReadError>>,
+    ) {
+        let slot = match self.slot(partition) {
+            Ok(slot) => slot,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
+        let Some((cursor, path)) = slot.log.plan_timestamp_lookup(target_ms) else {
+            let _ = reply.send(Ok(None));
+            return;
+        };
+        let label = slot.log.label().to_string();
+        self.jobs.push(
+            async move {
+                let answer = find_by_timestamp(cursor, target_ms).await;
+                let _ =
+                    reply.send(answer.map_err(|error| ReadError::from_segment(label, path, error)));
+            }
+            .boxed_local(),
+        );
+    }
+
+    fn slot(&self, partition: PartitionId) -> Result<&PartitionSlot, ReadError> {
+        if self.draining.is_some() {
+            return Err(ReadError::ShuttingDown);
+        }
+        self.partitions
+            .get(&partition)
+            .ok_or_else(|| match self.offline.get(&partition) {
+                Some((label, reason)) => ReadError::Offline {
+                    partition: label.clone(),
+                    reason: reason.clone(),
+                },
+                None => ReadError::UnknownPartition {
+                    partition: partition.to_string(),
+                },
+            })
+    }
+
+    /// Retention for every partition, then commits for partitions it rolled and deletion
+    /// of segment files that are no longer needed.
+    fn housekeeping(&mut self) {
+        let now = now_ms();
+        let ids: Vec<PartitionId> = self.partitions.keys().copied().collect();
+        for partition in ids {
+            if let Some(slot) = self.partitions.get_mut(&partition) {
+                slot.log.apply_retention(now);
+            }
+            self.start_flush(partition);
+            self.start_deletions(partition);
+        }
+    }
+
+    fn start_deletions(&mut self, partition: PartitionId) {
+        let Some(slot) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        let segments = slot.log.take_deletions();
+        if segments.is_empty() {
+            return;
+        }
+        let mut paths = Vec::with_capacity(segments.len() * 3);
+        for segment in segments {
+            paths.push(segment.index_path(crate::index_file::IndexKind::Offset));
+            paths.push(segment.index_path(crate::index_file::IndexKind::Time));
+            paths.push(segment.log_path.clone());
+        }
+        let label = slot.log.label().to_string();
+        self.jobs.push(
+            async move {
+                if let Err(error) = crate::directory::remove_files(paths).await {
+                    tracing::warn!(partition = %label, %error, "could not delete expired segment files");
+                }
+            }
+            .boxed_local(),
+        );
+    }
+
+    /// Opens partitions newly placed here, closes deleted ones, and applies new settings.
+    async fn apply_metadata(&mut self, snapshot: Arc<MetadataSnapshot>) -> Result<(), String> {
+        let owned = snapshot.owned_by(self.id);
+        let keep: ahash::AHashSet<PartitionId> = owned
+            .iter()
+            .map(|(topic, index)| topic.partition_id(*index))
+            .collect();
+        let removed: Vec<PartitionId> = self
+            .partitions
+            .keys()
+            .chain(self.offline.keys())
+            .filter(|id| !keep.contains(id))
+            .copied()
+            .collect();
+        let mut failures = Vec::new();
+        for partition in removed {
+            if let Err(error) = self.remove_partition(partition).await {
+                failures.push(error);
+            }
+        }
+        for (topic, index) in &owned {
+            let partition = topic.partition_id(*index);
+            if let Some(slot) = self.partitions.get_mut(&partition) {
+                if slot.log.config() != &topic.config {
+                    slot.log.set_config(topic.config.clone());
+                }
+            } else if !self.offline.contains_key(&partition) {
+                self.open_partition(topic, *index, false).await;
+                if let Some((label, reason)) = self.offline.get(&partition) {
+                    failures.push(format!("{label}: {reason}"));
+                }
+            }
+        }
+        *self.metadata.borrow_mut() = snapshot;
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
+    }
+
+    async fn open_partition(
+        &mut self,
+        topic: &TopicMeta,
+        index: u32,
+        clean_shutdown: bool,
+    ) -> Option<RecoveryReport> {
+        let partition = topic.partition_id(index);
+        let label = partition_label(&topic.name, index);
+        let dir = layout::partition_dir(&self.config.data_dir, topic, index);
+        let spec = PartitionSpec {
+            id: partition,
+            label: label.clone(),
+            dir: dir.clone(),
+            config: topic.config.clone(),
+            fsync: self.config.fsync,
+            write_buffer_bytes: self.config.limits.write_buffer_bytes,
+            clean_shutdown,
+            now_ms: now_ms(),
+        };
+        let opened = match crate::directory::create(&dir).await {
+            Ok(()) => open_partition(spec)
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(format!("creating {}: {error}", dir.display())),
+        };
+        match opened {
+            Ok((log, report)) => {
+                self.partitions.insert(
+                    partition,
+                    PartitionSlot {
+                        log,
+                        commit: GroupCommit::default(),
+                    },
+                );
+                Some(report)
+            }
+            Err(reason) => {
+                tracing::error!(partition = %label, %reason, "partition is offline");
+                self.offline.insert(partition, (label, reason));
+                None
+            }
+        }
+    }
+
+    /// Forgets a deleted partition and moves its directory to the trash for removal.
+    async fn remove_partition(&mut self, partition: PartitionId) -> Result<(), String> {
+        self.offline.remove(&partition);
+        let Some(mut slot) = self.partitions.remove(&partition) else {
+            return Ok(());
+        };
+        let error = AppendError::UnknownPartition {
+            partition: slot.log.label().to_string(),
+        };
+        for waiter in slot.commit.drain() {
+            let _ = waiter.reply.send(Err(error.clone()));
+        }
+        self.cache.remove_partition(partition);
+        let dir = slot.log.dir().to_path_buf();
+        let trash = layout::trash_dir_for(&self.config.data_dir, &dir);
+        crate::directory::rename(&dir, &trash)
+            .await
+            .map_err(|error| format!("moving {} to the trash: {error}", dir.display()))?;
+        tracing::info!(partition = %slot.log.label(), "partition deleted");
+        self.jobs.push(remove_tree_job(trash));
+        Ok(())
+    }
+
+    fn stats(&self) -> ShardStats {
+        ShardStats {
+            partitions: self.partitions.len(),
+            offline_partitions: self.offline.len(),
+            cache_bytes: self.cache.bytes(),
+            cache_batches: self.cache.len(),
+            pending_write_bytes: self.pending_write_bytes,
+            flushes_in_flight: self.flushes.len(),
+            jobs_in_flight: self.jobs.len(),
+            queue_depth: 0,
+        }
+    }
+
+    fn drained(&self) -> bool {
+        self.draining.is_some()
+            && self.flushes.is_empty()
+            && self.jobs.is_empty()
+            && self
+                .partitions
+                .values()
+                .all(|slot| !slot.log.has_unflushed() || slot.log.poisoned().is_some())
+    }
+
+    /// Seals every partition's active segment so the next start needs no scan, then
+    /// answers the shutdown request.
+    async fn close(mut self) {
+        let mut report = ShutdownReport::default();
+        let mut closes = Vec::new();
+        for slot in self.partitions.values_mut() {
+            if let Some(reason) = slot.log.poisoned() {
+                report
+                    .failures
+                    .push((slot.log.label().to_string(), reason.to_string()));
+            } else if let Some(plan) = slot.log.take_close() {
+                closes.push((slot.log.label().to_string(), plan.execute()));
+            }
+        }
+        let (labels, plans): (Vec<String>, Vec<_>) = closes.into_iter().unzip();
+        for (label, outcome) in labels
+            .into_iter()
+            .zip(futures::future::join_all(plans).await)
+        {
+            if let Err(reason) = outcome.result {
+                report.failures.push((label, reason));
+            }
+        }
+        report.partitions_closed = self.partitions.len() - report.failures.len();
+        for (label, reason) in self.offline.values() {
+            report.failures.push((label.clone(), reason.clone()));
+        }
+        if let Some(reply) = self.draining.take() {
+            let _ = reply.send(report);
+        }
+    }
+}
+
+fn remove_tree_job(dir: PathBuf) -> LocalBoxFuture<'static, ()> {
+    async move {
+        if let Err(error) = crate::directory::remove_tree(&dir).await {
+            tracing::warn!(dir = %dir.display(), %error, "could not remove a deleted partition's files");
+        }
+    }
+    .boxed_local()
+}
+
+/// Wall-clock milliseconds since the Unix epoch (segment ages, retention).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|since| i64::try_from(since.as_millis()).ok())
+        .unwrap_or(0)
+}
