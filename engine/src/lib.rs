@@ -21,6 +21,7 @@ pub mod directory;
 pub mod group_commit;
 pub mod ids;
 pub mod index_file;
+pub mod iopoll_probe;
 pub mod layout;
 pub mod log_scan;
 pub mod log_writer;

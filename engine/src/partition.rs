@@ -509,7 +509,7 @@ impl PartitionLog {
         let len = u64::try_from(batch.len()).unwrap_or(u64::MAX);
         let too_big =
             u64::from(active.index.log_len()) + len > u64::from(self.config.segment_bytes);
-        let too_old = now_ms.saturating_sub(active.created_ms) >= self.config.segment_ms;
+        let too_old = now_ms.saturating_sub(active.roll_base_ms) > self.config.segment_ms;
         let span = self
             .next_offset
             .plus(batch.record_count())
@@ -527,7 +527,8 @@ impl PartitionLog {
         }
         active.rolled = true;
         tracing::info!(partition = %self.label, base = %next, "segment rolled");
-        let segment = Segment::create(&self.dir, next, interval, buffer_bytes, now_ms);
+        let mut segment = Segment::create(&self.dir, next, interval, buffer_bytes, now_ms);
+        segment.file_required = true;
         self.segments.insert(next, segment);
     }
 
@@ -547,11 +548,11 @@ impl PartitionLog {
 }
 
 fn needs_flush(segment: &Segment) -> bool {
-    segment.file.is_none()
-        || segment
-            .writer
-            .as_ref()
-            .is_some_and(|writer| writer.has_pending() || segment.rolled)
+    let writes = segment
+        .writer
+        .as_ref()
+        .is_some_and(|writer| writer.has_pending() || segment.rolled);
+    writes || (segment.file.is_none() && segment.file_required)
 }
 
 /// The commit work of one segment, or `None` when it has none (older segments have none

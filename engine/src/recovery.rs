@@ -265,10 +265,11 @@ async fn open_segment(
         log_path: path.to_path_buf(),
         writer: None,
         durable_len,
-        created_ms: spec.now_ms,
+        roll_base_ms: spec.now_ms,
         last_modified_ms: modified_ms,
         rolled: true,
         sealed: true,
+        file_required: false,
     })
 }
 
@@ -424,7 +425,7 @@ async fn make_active(
     segment.writer = Some(LogWriter::new(log_len, tail, write_buffer_bytes));
     segment.rolled = false;
     segment.sealed = false;
-    segment.created_ms = now_ms;
+    segment.roll_base_ms = now_ms;
     Ok(())
 }
 

@@ -53,7 +53,7 @@ pub(crate) enum ShardRequest {
         reply: Reply<ShardId>,
     },
     Shutdown {
-        reply: Reply<ShutdownReport>,
+        reply: flume::Sender<ShutdownReport>,
     },
 }
 

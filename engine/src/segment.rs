@@ -29,13 +29,18 @@ pub struct Segment {
     pub writer: Option<LogWriter>,
     /// Bytes of the log known to be durable (or written, with fsync off).
     pub durable_len: u64,
-    /// Wall-clock time of the segment's creation or of its file's last change.
-    pub created_ms: i64,
+    /// Where `segment.ms` counts the segment's age from: its first batch's timestamp, or its
+    /// creation time when that batch has none (Kafka's `rollingBasedTimestamp`).
+    pub roll_base_ms: i64,
+    /// Wall-clock time of the last append (or the file's modification time after a restart).
     pub last_modified_ms: i64,
     /// True once rolled: no more appends; its index files are written by the next commit.
     pub rolled: bool,
     /// True once its index files are written and its log cut to its exact length.
     pub sealed: bool,
+    /// True when the segment's file must exist even while the segment is empty: a segment
+    /// rolled into after retention emptied the log carries the log's next offset in its name.
+    pub file_required: bool,
 }
 
 impl Segment {
@@ -53,10 +58,11 @@ impl Segment {
             log_path: segment_path(dir, base_offset, "log"),
             writer: Some(LogWriter::new(0, Vec::new(), buffer_bytes)),
             durable_len: 0,
-            created_ms: now_ms,
+            roll_base_ms: now_ms,
             last_modified_ms: now_ms,
             rolled: false,
             sealed: false,
+            file_required: false,
         }
     }
 
@@ -76,6 +82,9 @@ impl Segment {
             "writer and index agree on the log length"
         );
         writer.append(bytes);
+        if self.index.is_empty() && header.max_timestamp >= 0 {
+            self.roll_base_ms = header.max_timestamp;
+        }
         let len = u32::try_from(bytes.len()).expect("batches are below 4 GiB");
         self.index.observe(header, len);
         self.last_modified_ms = now_ms;

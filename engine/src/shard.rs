@@ -62,7 +62,12 @@ pub(crate) struct Shard {
     metadata: Rc<RefCell<Arc<MetadataSnapshot>>>,
     /// Tasks this shard owns and cancels when it shuts down (front end, metadata service).
     tasks: Vec<glommio::Task<()>>,
-    draining: Option<Reply<ShutdownReport>>,
+    /// Set once the shard stops: it then refuses new work and finishes what it holds.
+    stopping: bool,
+    /// Where the shutdown report goes, when someone asked for one.
+    shutdown_reply: Option<flume::Sender<ShutdownReport>>,
+    /// True once every sender is gone: no request can arrive any more.
+    disconnected: bool,
 }
 
 enum Event {
@@ -92,7 +97,9 @@ impl Shard {
             jobs: FuturesUnordered::new(),
             metadata,
             tasks: Vec::new(),
-            draining: None,
+            stopping: false,
+            shutdown_reply: None,
+            disconnected: false,
         };
         let snapshot = shard.metadata.borrow().clone();
         let mut reports = Vec::new();
@@ -140,7 +147,12 @@ impl Shard {
                     self.housekeeping();
                     tick = Box::pin(Timer::new(interval));
                 }
-                Event::Disconnected => break,
+                Event::Disconnected => {
+                    // Every sender is gone: nothing more can arrive, so stop (if no
+                    // `Shutdown` came first) and finish what the shard holds.
+                    self.disconnected = true;
+                    self.stop();
+                }
             }
             if self.drained() {
                 break;
@@ -151,7 +163,8 @@ impl Shard {
 
     fn accepting(&self) -> bool {
         let limits = &self.config.limits;
-        self.pending_write_bytes < limits.pending_write_bytes_max
+        !self.disconnected
+            && self.pending_write_bytes < limits.pending_write_bytes_max
             && self.jobs.len() < limits.reads_in_flight_max
     }
 
@@ -197,10 +210,21 @@ impl Shard {
                 let _ = reply.send(self.id);
             }
             ShardRequest::Shutdown { reply } => {
-                // Dropping a glommio task cancels it: the front end stops making requests.
-                self.tasks.clear();
-                self.draining = Some(reply);
+                self.shutdown_reply = Some(reply);
+                self.stop();
             }
+        }
+    }
+
+    /// Stops the shard's front end and owned tasks, and commits everything still pending;
+    /// the loop ends once that work is done.
+    fn stop(&mut self) {
+        // Dropping a glommio task cancels it: the front end stops making requests.
+        self.tasks.clear();
+        self.stopping = true;
+        let ids: Vec<PartitionId> = self.partitions.keys().copied().collect();
+        for partition in ids {
+            self.start_flush(partition);
         }
     }
 
@@ -211,7 +235,7 @@ impl Shard {
         leader_epoch: i32,
         reply: Reply<Result<AppendOutcome, AppendError>>,
     ) {
-        if self.draining.is_some() {
+        if self.stopping {
             let _ = reply.send(Err(AppendError::ShuttingDown));
             return;
         }
@@ -377,7 +401,7 @@ impl Shard {
     }
 
     fn slot(&self, partition: PartitionId) -> Result<&PartitionSlot, ReadError> {
-        if self.draining.is_some() {
+        if self.stopping {
             return Err(ReadError::ShuttingDown);
         }
         self.partitions
@@ -554,7 +578,7 @@ impl Shard {
     }
 
     fn drained(&self) -> bool {
-        self.draining.is_some()
+        self.stopping
             && self.flushes.is_empty()
             && self.jobs.is_empty()
             && self
@@ -590,7 +614,7 @@ impl Shard {
         for (label, reason) in self.offline.values() {
             report.failures.push((label.clone(), reason.clone()));
         }
-        if let Some(reply) = self.draining.take() {
+        if let Some(reply) = self.shutdown_reply.take() {
             let _ = reply.send(report);
         }
     }

@@ -27,7 +27,7 @@ const METADATA_QUEUE_DEPTH_MAX: usize = 64;
 #[derive(Debug)]
 pub struct ShardSet {
     senders: Vec<flume::Sender<ShardRequest>>,
-    executors: Vec<glommio::ExecutorJoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     config: EngineConfig,
     recovery: Vec<RecoveryReport>,
 }
@@ -59,6 +59,27 @@ pub struct ShutdownSummary {
     pub clean: bool,
 }
 
+/// What a shard thread tells the starting thread.
+enum StartStatus {
+    Ready(Vec<RecoveryReport>),
+    Failed {
+        shard: usize,
+        detail: String,
+    },
+    /// The thread ended (normally or by a panic) before saying it was ready.
+    Exited,
+}
+
+/// Sends [`StartStatus::Exited`] when the shard thread ends, even by a panic, so a shard
+/// that dies while starting never leaves the starter waiting.
+struct ExitNotice(flume::Sender<StartStatus>);
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let _ = self.0.send(StartStatus::Exited);
+    }
+}
+
 impl ShardSet {
     /// Starts `config.shard_count` shards and, on each, the future `front_end` makes from
     /// that shard's [`Router`]. Returns once every shard has recovered its partitions.
@@ -82,41 +103,59 @@ impl ShardSet {
             .map(|_| flume::bounded(config.limits.shard_queue_depth_max))
             .unzip();
         let (metadata_tx, metadata_rx) = flume::bounded(METADATA_QUEUE_DEPTH_MAX);
-        let (ready_tx, ready_rx) = flume::unbounded();
+        let (status_tx, status_rx) = flume::unbounded();
         let front_end = Arc::new(front_end);
-        let mut executors = Vec::with_capacity(config.shard_count);
+        let mut set = ShardSet {
+            senders,
+            threads: Vec::new(),
+            config: config.clone(),
+            recovery: Vec::new(),
+        };
         for (index, requests) in receivers.into_iter().enumerate() {
             let context = ShardContext {
                 id: ShardId::new(u16::try_from(index).expect("validated shard count")),
                 config: config.clone(),
                 snapshot: snapshot.clone(),
                 clean,
-                senders: senders.clone(),
+                senders: set.senders.clone(),
                 requests,
                 metadata_tx: metadata_tx.clone(),
                 metadata_rx: (index == 0).then(|| metadata_rx.clone()),
-                ready: ready_tx.clone(),
+                status: status_tx.clone(),
             };
             let front_end = front_end.clone();
-            let executor = builder(&config, index)
-                .spawn(move || context.run(move |router| front_end(router)))
-                .map_err(|error| EngineError::Executor {
-                    shard: index,
-                    detail: memlock_hint(&error.to_string()),
-                })?;
-            executors.push(executor);
+            let builder = builder(&config, index);
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || run_shard_thread(builder, context, move |router| front_end(router)));
+            match thread {
+                Ok(thread) => set.threads.push(thread),
+                Err(error) => {
+                    return Err(set.fail_start(EngineError::Executor {
+                        shard: index,
+                        detail: error.to_string(),
+                    }));
+                }
+            }
         }
-        drop(ready_tx);
-        let mut set = ShardSet {
-            senders,
-            executors,
-            config,
-            recovery: Vec::new(),
-        };
-        for _ in 0..set.executors.len() {
-            match ready_rx.recv() {
-                Ok(reports) => set.recovery.extend(reports),
-                Err(_) => return Err(set.fail_start()),
+        drop(status_tx);
+        let mut ready = 0;
+        while ready < set.threads.len() {
+            match status_rx.recv() {
+                Ok(StartStatus::Ready(reports)) => {
+                    set.recovery.extend(reports);
+                    ready += 1;
+                }
+                Ok(StartStatus::Failed { shard, detail }) => {
+                    return Err(set.fail_start(EngineError::Executor { shard, detail }));
+                }
+                Ok(StartStatus::Exited) | Err(_) => {
+                    let error = EngineError::ShardFailed {
+                        shard: 0,
+                        detail: "a shard exited while starting".into(),
+                    };
+                    return Err(set.fail_start(error));
+                }
             }
         }
         Ok(set)
@@ -131,23 +170,36 @@ impl ShardSet {
         &self.config
     }
 
+    /// True while every shard thread runs. A shard only ends early by a broken invariant
+    /// (a panic), after which the broker must stop.
+    pub fn all_running(&self) -> bool {
+        self.threads.iter().all(|thread| !thread.is_finished())
+    }
+
     /// Stops every shard: front ends are cancelled, appends already taken are committed and
-    /// answered, active segments are sealed. Blocks until the executors have exited.
+    /// answered, active segments are sealed. Blocks until the shard threads have exited.
     pub fn shutdown(self) -> Result<ShutdownSummary, EngineError> {
         let mut answers = Vec::with_capacity(self.senders.len());
         for sender in &self.senders {
-            let (reply, answer) = futures::channel::oneshot::channel();
-            if sender.send(ShardRequest::Shutdown { reply }).is_ok() {
-                answers.push(answer);
-            }
+            let (reply, answer) = flume::bounded(1);
+            let _ = sender.send(ShardRequest::Shutdown { reply });
+            answers.push(answer);
         }
         drop(self.senders);
         let mut summary = ShutdownSummary {
             shards: Vec::new(),
-            clean: answers.len() == self.executors.len(),
+            clean: true,
         };
-        for answer in answers {
-            match futures::executor::block_on(answer) {
+        let mut failure = None;
+        for (shard, (thread, answer)) in self.threads.into_iter().zip(answers).enumerate() {
+            // Joining, not waiting for the answer: a shard that died cannot answer.
+            if let Err(panic) = thread.join() {
+                failure.get_or_insert(EngineError::ShardFailed {
+                    shard,
+                    detail: panic_message(&panic),
+                });
+            }
+            match answer.try_recv() {
                 Ok(report) => {
                     summary.clean &= report.failures.is_empty();
                     summary.shards.push(report);
@@ -155,11 +207,8 @@ impl ShardSet {
                 Err(_) => summary.clean = false,
             }
         }
-        for (shard, executor) in self.executors.into_iter().enumerate() {
-            executor.join().map_err(|error| EngineError::ShardFailed {
-                shard,
-                detail: error.to_string(),
-            })?;
+        if let Some(error) = failure {
+            return Err(error);
         }
         if summary.clean {
             let data_dir = &self.config.data_dir;
@@ -171,27 +220,46 @@ impl ShardSet {
         Ok(summary)
     }
 
-    /// A shard died before it was ready: stop the others and report the first failure.
-    fn fail_start(self) -> EngineError {
+    /// A shard failed to start: stop the others and return `error`.
+    fn fail_start(self, error: EngineError) -> EngineError {
         for sender in &self.senders {
-            let (reply, _) = futures::channel::oneshot::channel();
+            let (reply, _) = flume::bounded(1);
             let _ = sender.send(ShardRequest::Shutdown { reply });
         }
         drop(self.senders);
-        let mut first = None;
-        for (shard, executor) in self.executors.into_iter().enumerate() {
-            if let Err(error) = executor.join() {
-                first.get_or_insert(EngineError::Executor {
-                    shard,
-                    detail: memlock_hint(&error.to_string()),
-                });
-            }
+        for thread in self.threads {
+            let _ = thread.join();
         }
-        first.unwrap_or(EngineError::ShardFailed {
-            shard: 0,
-            detail: "a shard exited while starting".into(),
-        })
+        error
     }
+}
+
+/// The body of a shard thread: build the executor here (glommio binds it to this thread
+/// and CPU) and run the shard on it.
+fn run_shard_thread<Fut: Future<Output = ()> + 'static>(
+    builder: LocalExecutorBuilder,
+    context: ShardContext,
+    front_end: impl FnOnce(Router) -> Fut,
+) {
+    let notice = ExitNotice(context.status.clone());
+    match builder.make() {
+        Ok(executor) => executor.run(context.run(front_end)),
+        Err(error) => {
+            let shard = context.id.index();
+            let _ = notice.0.send(StartStatus::Failed {
+                shard,
+                detail: memlock_hint(&error.to_string()),
+            });
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".into())
 }
 
 /// Everything a shard's executor thread needs; moved into it.
@@ -204,11 +272,24 @@ struct ShardContext {
     requests: flume::Receiver<ShardRequest>,
     metadata_tx: flume::Sender<MetadataRequest>,
     metadata_rx: Option<flume::Receiver<MetadataRequest>>,
-    ready: flume::Sender<Vec<RecoveryReport>>,
+    status: flume::Sender<StartStatus>,
 }
 
 impl ShardContext {
     async fn run<Fut: Future<Output = ()> + 'static>(self, front_end: impl FnOnce(Router) -> Fut) {
+        if let Err(error) =
+            crate::iopoll_probe::settle(&self.config.data_dir, self.id.index()).await
+        {
+            let detail = format!(
+                "cannot open files in {}: {error}",
+                self.config.data_dir.display()
+            );
+            let _ = self.status.send(StartStatus::Failed {
+                shard: self.id.index(),
+                detail,
+            });
+            return;
+        }
         let config = Rc::new(self.config);
         let metadata = Rc::new(RefCell::new(self.snapshot.clone()));
         let (mut shard, reports) =
@@ -219,7 +300,7 @@ impl ShardContext {
         }
         let router = Router::new(self.id, self.senders, self.metadata_tx, metadata);
         shard.own_task(glommio::spawn_local(front_end(router)));
-        if self.ready.send(reports).is_err() {
+        if self.status.send(StartStatus::Ready(reports)).is_err() {
             return;
         }
         shard.run(self.requests).await;

@@ -1,0 +1,240 @@
+//! Shared harness for the engine's integration tests: a running shard set whose shard 0
+//! runs jobs sent from the test thread, and deterministic record batches.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use strand_engine::batch_builder::BatchBuilder;
+use strand_engine::recovery::RecoveryReport;
+use strand_engine::{
+    EngineConfig, Limits, Offset, ReadError, Router, ShardSet, ShutdownSummary, TopicSpec,
+    ValidatedBatch,
+};
+
+type Job = Box<dyn FnOnce(Router) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// A shard set for one test. Stops its shards when dropped, on every path.
+pub struct TestEngine {
+    set: Option<ShardSet>,
+    jobs: flume::Sender<Job>,
+}
+
+/// An engine configuration for tests: unpinned shards, small I/O memory.
+pub fn test_config(dir: &Path, shard_count: usize) -> EngineConfig {
+    let mut config = EngineConfig::new(dir);
+    config.shard_count = shard_count;
+    config.pin_cpus = false;
+    config.limits = Limits {
+        io_memory_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    config
+}
+
+impl TestEngine {
+    pub fn start(config: EngineConfig) -> TestEngine {
+        let filter = tracing_subscriber::EnvFilter::from_default_env();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+        let (jobs, receiver) = flume::bounded::<Job>(16);
+        let set = ShardSet::start(config, move |router: Router| {
+            let receiver = receiver.clone();
+            async move {
+                if router.shard().index() != 0 {
+                    return;
+                }
+                while let Ok(job) = receiver.recv_async().await {
+                    job(router.clone()).await;
+                }
+            }
+        })
+        .expect("shards start");
+        TestEngine {
+            set: Some(set),
+            jobs,
+        }
+    }
+
+    /// Runs `work` on shard 0 with its router and returns its result.
+    pub fn run<T, F, Fut>(&self, work: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(Router) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        let (done, result) = flume::bounded(1);
+        let job: Job = Box::new(move |router| {
+            Box::pin(async move {
+                let _ = done.send(work(router).await);
+            })
+        });
+        self.jobs.send(job).expect("shard 0 takes jobs");
+        loop {
+            match result.recv_timeout(std::time::Duration::from_millis(200)) {
+                Ok(value) => return value,
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    assert!(
+                        self.set.as_ref().expect("running").all_running(),
+                        "a shard died during the job"
+                    );
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => {
+                    panic!("the job on shard 0 failed (see above)")
+                }
+            }
+        }
+    }
+
+    pub fn recovery_reports(&self) -> Vec<RecoveryReport> {
+        self.set
+            .as_ref()
+            .expect("running")
+            .recovery_reports()
+            .to_vec()
+    }
+
+    pub fn stop(mut self) -> ShutdownSummary {
+        self.set
+            .take()
+            .expect("running")
+            .shutdown()
+            .expect("shards stop")
+    }
+}
+
+impl Drop for TestEngine {
+    fn drop(&mut self) {
+        if let Some(set) = self.set.take() {
+            let _ = set.shutdown();
+        }
+    }
+}
+
+/// Creates `name` with `partitions` partitions and the given settings.
+pub async fn create_topic(router: &Router, name: &str, partitions: u32, configs: &[(&str, &str)]) {
+    let configs = configs
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    router
+        .create_topic(TopicSpec {
+            name: name.into(),
+            partitions,
+            configs,
+        })
+        .await
+        .expect("topic created");
+}
+
+/// A batch of `records` records of `value_len` bytes whose content derives from `seed`,
+/// with record timestamps `timestamp_ms + i`.
+pub fn batch(seed: u64, records: usize, value_len: usize, timestamp_ms: i64) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(timestamp_ms);
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for record in 0..records {
+        let value: Vec<u8> = (0..value_len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[0]
+            })
+            .collect();
+        let key = seed.to_be_bytes();
+        let offset_ms = i64::try_from(record).expect("small");
+        builder.record_at(
+            timestamp_ms + offset_ms,
+            Some(&key),
+            Some(&value),
+            &[("seed", &key)],
+        );
+    }
+    builder.build()
+}
+
+pub fn validated(bytes: Vec<u8>) -> ValidatedBatch {
+    ValidatedBatch::new(bytes, 64 << 20).expect("test batches are valid")
+}
+
+/// Every batch of the partition from `from` to its high watermark, as `(base offset, bytes)`.
+pub async fn read_all(
+    router: &Router,
+    topic: &str,
+    partition: u32,
+    from: i64,
+) -> Result<Vec<(i64, Vec<u8>)>, ReadError> {
+    let mut batches = Vec::new();
+    let mut next = Offset::new(from).expect("non-negative");
+    loop {
+        let outcome = router.read(topic, partition, next, 256 << 10).await?;
+        if outcome.bytes.is_empty() {
+            assert_eq!(
+                next, outcome.offsets.high_watermark,
+                "an empty read happens only at the end"
+            );
+            return Ok(batches);
+        }
+        let mut rest = &outcome.bytes[..];
+        while !rest.is_empty() {
+            let header = strand_engine::batch::check_batch(&rest[..total_len(rest)])
+                .expect("reads return valid batches");
+            let len = header.total_len();
+            if header.last_offset() >= next.value() {
+                batches.push((header.base_offset, rest[..len].to_vec()));
+            }
+            next = Offset::new(header.last_offset() + 1).expect("non-negative");
+            rest = &rest[len..];
+        }
+    }
+}
+
+fn total_len(bytes: &[u8]) -> usize {
+    12 + usize::try_from(i32::from_be_bytes(
+        bytes[8..12].try_into().expect("4 bytes"),
+    ))
+    .expect("positive")
+}
+
+/// `bytes` with the broker-owned fields (base offset, leader epoch) zeroed, for comparing
+/// a stored batch with the one that was sent.
+pub fn as_sent(bytes: &[u8]) -> Vec<u8> {
+    let mut copy = bytes.to_vec();
+    copy[..8].fill(0);
+    copy[12..16].fill(0);
+    copy
+}
+
+/// The segment log files in the partition directory `dir`, oldest first.
+pub fn segment_logs(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("partition directory")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
+
+/// The directory of partition `index` of `topic` under `data_dir`.
+pub fn partition_dir(data_dir: &Path, topic: &str, index: u32) -> PathBuf {
+    let prefix = format!("{topic}-{index}~");
+    std::fs::read_dir(data_dir.join("partitions"))
+        .expect("partitions directory")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(&prefix))
+        })
+        .expect("partition directory exists")
+}
+
+/// Removes the clean-shutdown marker, so the next start recovers as after a crash.
+pub fn forget_clean_shutdown(data_dir: &Path) {
+    std::fs::remove_file(data_dir.join("clean-shutdown"))
+        .expect("a clean shutdown left its marker");
+}
