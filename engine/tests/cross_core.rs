@@ -41,7 +41,7 @@ fn batch_of(shard: u16, connection: u16, sequence: u16) -> Vec<u8> {
     .concat();
     builder.record(
         Some(&key),
-        Some(&vec![u8::try_from(sequence % 251).unwrap(); 200]),
+        Some(&[u8::try_from(sequence % 251).unwrap(); 200]),
         &[],
     );
     builder.record(Some(&key), None, &[("from", b"another core")]);
