@@ -4,21 +4,18 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
 use strand_engine::batch_builder::BatchBuilder;
 use strand_engine::recovery::RecoveryReport;
 use strand_engine::{
-    EngineConfig, Limits, Offset, ReadError, Router, ShardSet, ShutdownSummary, TopicSpec,
+    EngineConfig, JobRunner, Limits, Offset, ReadError, Router, ShutdownSummary, TopicSpec,
     ValidatedBatch,
 };
 
-type Job = Box<dyn FnOnce(Router) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
-
-/// A shard set for one test. Stops its shards when dropped, on every path.
+/// A shard set for one test whose shard 0 runs the test's jobs. Stops its shards when
+/// dropped, on every path.
 pub struct TestEngine {
-    set: Option<ShardSet>,
-    jobs: flume::Sender<Job>,
+    runner: JobRunner,
 }
 
 /// An engine configuration for tests: unpinned shards, small I/O memory.
@@ -34,28 +31,15 @@ pub fn test_config(dir: &Path, shard_count: usize) -> EngineConfig {
 }
 
 impl TestEngine {
+    /// Starts the shards; `RUST_LOG` turns on the engine's logs.
     pub fn start(config: EngineConfig) -> TestEngine {
         let filter = tracing_subscriber::EnvFilter::from_default_env();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_test_writer()
             .try_init();
-        let (jobs, receiver) = flume::bounded::<Job>(16);
-        let set = ShardSet::start(config, move |router: Router| {
-            let receiver = receiver.clone();
-            async move {
-                if router.shard().index() != 0 {
-                    return;
-                }
-                while let Ok(job) = receiver.recv_async().await {
-                    job(router.clone()).await;
-                }
-            }
-        })
-        .expect("shards start");
         TestEngine {
-            set: Some(set),
-            jobs,
+            runner: JobRunner::start(config).expect("shards start"),
         }
     }
 
@@ -66,51 +50,17 @@ impl TestEngine {
         F: FnOnce(Router) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
     {
-        let (done, result) = flume::bounded(1);
-        let job: Job = Box::new(move |router| {
-            Box::pin(async move {
-                let _ = done.send(work(router).await);
-            })
-        });
-        self.jobs.send(job).expect("shard 0 takes jobs");
-        loop {
-            match result.recv_timeout(std::time::Duration::from_millis(200)) {
-                Ok(value) => return value,
-                Err(flume::RecvTimeoutError::Timeout) => {
-                    assert!(
-                        self.set.as_ref().expect("running").all_running(),
-                        "a shard died during the job"
-                    );
-                }
-                Err(flume::RecvTimeoutError::Disconnected) => {
-                    panic!("the job on shard 0 failed (see above)")
-                }
-            }
-        }
+        self.runner
+            .run(work)
+            .expect("the job on shard 0 finishes (see any panic above)")
     }
 
     pub fn recovery_reports(&self) -> Vec<RecoveryReport> {
-        self.set
-            .as_ref()
-            .expect("running")
-            .recovery_reports()
-            .to_vec()
+        self.runner.recovery_reports().to_vec()
     }
 
-    pub fn stop(mut self) -> ShutdownSummary {
-        self.set
-            .take()
-            .expect("running")
-            .shutdown()
-            .expect("shards stop")
-    }
-}
-
-impl Drop for TestEngine {
-    fn drop(&mut self) {
-        if let Some(set) = self.set.take() {
-            let _ = set.shutdown();
-        }
+    pub fn stop(self) -> ShutdownSummary {
+        self.runner.stop().expect("shards stop")
     }
 }
 
