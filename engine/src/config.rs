@@ -179,10 +179,15 @@ pub struct Limits {
     pub topics_max: usize,
     /// Partitions the broker holds, over all topics.
     pub partitions_max: usize,
-    /// glommio's registered I/O memory per shard. RLIMIT_MEMLOCK bounds the sum.
+    /// glommio's I/O memory per shard, allocated at start and registered with io_uring
+    /// when RLIMIT_MEMLOCK allows (unregistered otherwise, which costs a page pin per
+    /// write). Write buffers come from it; past it they come from the system allocator.
     pub io_memory_bytes: usize,
     /// Depth of each io_uring ring of a shard.
     pub ring_depth: usize,
+    /// How long an idle shard spins before it sleeps. Waking a sleeping shard from another
+    /// core costs tens of microseconds; spinning trades idle CPU for that latency.
+    pub spin_before_park_us: u64,
 }
 
 impl Default for Limits {
@@ -197,8 +202,9 @@ impl Default for Limits {
             read_bytes_max: 64 << 20,
             topics_max: 100_000,
             partitions_max: 200_000,
-            io_memory_bytes: 2 << 20,
+            io_memory_bytes: 16 << 20,
             ring_depth: 128,
+            spin_before_park_us: 50,
         }
     }
 }

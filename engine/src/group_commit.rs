@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use glommio::io::{Directory, DmaFile, OpenOptions};
 
@@ -60,6 +61,7 @@ pub struct FlushPlan {
     pub durable_end: Offset,
     /// Bytes of batches the plan commits (for the shard's pending-bytes bound).
     pub batch_bytes: usize,
+    pub batch_count: u64,
 }
 
 /// What a completed plan did.
@@ -68,6 +70,7 @@ pub struct FlushOutcome {
     pub partition: PartitionId,
     pub durable_end: Offset,
     pub batch_bytes: usize,
+    pub batch_count: u64,
     pub result: Result<FlushDone, String>,
 }
 
@@ -77,6 +80,35 @@ pub struct FlushDone {
     pub created: Vec<(Offset, Rc<DmaFile>)>,
     pub durable_lens: Vec<(Offset, u64)>,
     pub sealed: Vec<Offset>,
+    /// Time spent creating files and writing, and then making it durable.
+    pub write_time: Duration,
+    pub sync_time: Duration,
+    pub writes: usize,
+}
+
+/// What a shard's group commits did, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitProbe {
+    pub commits: u64,
+    pub batches: u64,
+    pub bytes: u64,
+    pub writes: u64,
+    pub write_time: Duration,
+    pub sync_time: Duration,
+}
+
+impl CommitProbe {
+    /// Counts a finished commit.
+    pub fn record(&mut self, outcome: &FlushOutcome) {
+        if let Ok(done) = &outcome.result {
+            self.commits += 1;
+            self.batches += outcome.batch_count;
+            self.bytes += u64::try_from(outcome.batch_bytes).unwrap_or(u64::MAX);
+            self.writes += u64::try_from(done.writes).unwrap_or(u64::MAX);
+            self.write_time += done.write_time;
+            self.sync_time += done.sync_time;
+        }
+    }
 }
 
 impl FlushPlan {
@@ -89,12 +121,14 @@ impl FlushPlan {
             fsync,
             durable_end,
             batch_bytes,
+            batch_count,
         } = self;
         let result = run(dir, segments, fsync).await;
         FlushOutcome {
             partition,
             durable_end,
             batch_bytes,
+            batch_count,
             result,
         }
     }
@@ -106,6 +140,7 @@ async fn run(
     fsync: FsyncPolicy,
 ) -> Result<FlushDone, String> {
     let mut done = FlushDone::default();
+    let started = Instant::now();
     let mut touched = Vec::with_capacity(segments.len());
     for segment in segments {
         let file = match segment.target {
@@ -116,8 +151,14 @@ async fn run(
                 file
             }
         };
-        for write in segment.writes {
-            write_all(&file, write).await?;
+        done.writes += segment.writes.len();
+        // A take's writes never overlap (see `log_writer`), so they go out together.
+        let writes = segment
+            .writes
+            .into_iter()
+            .map(|write| write_all(&file, write));
+        for result in futures::future::join_all(writes).await {
+            result?;
         }
         if let Some(seal) = segment.seal {
             file.truncate(seal.log_len)
@@ -130,6 +171,8 @@ async fn run(
         done.durable_lens.push((segment.base, segment.durable_len));
         touched.push(file);
     }
+    done.write_time = started.elapsed();
+    let sync_started = Instant::now();
     if fsync == FsyncPolicy::EveryCommit {
         if !done.created.is_empty() {
             sync_directory(&dir).await?;
@@ -139,6 +182,7 @@ async fn run(
             result.map_err(|error| describe("fdatasync of", file, error))?;
         }
     }
+    done.sync_time = sync_started.elapsed();
     Ok(done)
 }
 

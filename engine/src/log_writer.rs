@@ -2,15 +2,22 @@
 //!
 //! O_DIRECT writes must start and end on block boundaries, but batches end anywhere. The
 //! writer keeps the log's last partial block in memory and starts each new buffer with it,
-//! so every write rewrites that block whole (same bytes, now followed by new ones) and
-//! zero-pads past the end. A buffer leaves the writer only through [`LogWriter::take`], in
-//! order, and the caller writes taken buffers one after another: two writes of the same
-//! block are never in flight at once.
+//! so the next write rewrites that block whole (same bytes, now followed by new ones).
+//!
+//! The writes one [`LogWriter::take`] hands out never overlap: a buffer followed by another
+//! stops before its partial last block (the next buffer starts with that block), and only
+//! the last write ends in a zero-padded partial block. So a group commit may issue them all
+//! at once. The next take's first write rewrites that last block, so the caller must let a
+//! take's writes complete before issuing the next take's.
 
 use glommio::io::DmaBuffer;
 
 /// The block size O_DIRECT positions and lengths are aligned to.
 pub const BLOCK_BYTES: usize = 4096;
+
+/// The smallest write buffer: a quiet partition holds no more than this while it waits
+/// for its commit.
+pub const BUFFER_BYTES_MIN: usize = 16 << 10;
 
 /// One aligned write: `buffer` goes to `position` of the segment file.
 #[derive(Debug)]
@@ -24,7 +31,12 @@ pub struct PendingWrite {
 /// Appended bytes of one segment that are not yet handed out for writing.
 #[derive(Debug)]
 pub struct LogWriter {
+    /// The largest buffer a busy partition grows to.
     buffer_bytes: usize,
+    /// The size of the next buffer: doubles while appends overflow buffers, halves when a
+    /// commit finds one mostly empty. Always a power of two, which is what glommio's buddy
+    /// allocator hands out anyway.
+    next_capacity: usize,
     log_len: u64,
     /// The bytes of the log's last, partial block (fewer than [`BLOCK_BYTES`]).
     tail: Vec<u8>,
@@ -40,8 +52,8 @@ struct Filling {
 }
 
 impl LogWriter {
-    /// A writer for a log of `log_len` bytes whose last partial block holds `tail`, using
-    /// buffers of `buffer_bytes` (rounded up to whole blocks).
+    /// A writer for a log of `log_len` bytes whose last partial block holds `tail`, with
+    /// buffers growing up to `buffer_bytes` (rounded up to a power of two).
     ///
     /// # Panics
     /// When `tail` is not the log's partial last block.
@@ -52,7 +64,8 @@ impl LogWriter {
             "tail must be the partial last block"
         );
         LogWriter {
-            buffer_bytes: align_up(buffer_bytes.max(1)),
+            buffer_bytes: buffer_bytes.max(BUFFER_BYTES_MIN).next_power_of_two(),
+            next_capacity: BUFFER_BYTES_MIN,
             log_len,
             tail,
             current: None,
@@ -67,7 +80,7 @@ impl LogWriter {
             .as_ref()
             .is_some_and(|current| current.filled + bytes.len() <= current.buffer.len());
         if !fits {
-            self.retire_current();
+            self.retire_current(Retire::Followed);
             self.current = Some(self.start_buffer(bytes.len()));
         }
         let current = self.current.as_mut().expect("a buffer was just started");
@@ -79,7 +92,7 @@ impl LogWriter {
 
     /// Every appended byte not yet taken, as aligned writes in log order.
     pub fn take(&mut self) -> Vec<PendingWrite> {
-        self.retire_current();
+        self.retire_current(Retire::Last);
         std::mem::take(&mut self.full)
     }
 
@@ -95,8 +108,8 @@ impl LogWriter {
 
     fn start_buffer(&self, append_len: usize) -> Filling {
         let capacity = self
-            .buffer_bytes
-            .max(align_up(self.tail.len() + append_len));
+            .next_capacity
+            .max((self.tail.len() + append_len).next_power_of_two());
         let mut buffer = glommio::allocate_dma_buffer(capacity);
         buffer.as_bytes_mut()[..self.tail.len()].copy_from_slice(&self.tail);
         let position = self.log_len - to_u64(self.tail.len());
@@ -107,9 +120,10 @@ impl LogWriter {
         }
     }
 
-    /// Seals the buffer being filled: pads it to a block boundary and queues it, keeping its
-    /// partial last block as the start of the next buffer.
-    fn retire_current(&mut self) {
+    /// Seals the buffer being filled and queues its write, keeping its partial last block as
+    /// the start of the next buffer. A buffer another follows stops before that block; the
+    /// last one writes it, zero-padded.
+    fn retire_current(&mut self, retire: Retire) {
         let Some(Filling {
             mut buffer,
             position,
@@ -118,19 +132,43 @@ impl LogWriter {
         else {
             return;
         };
-        let padded = align_up(filled);
         let tail_start = filled - filled % BLOCK_BYTES;
         self.tail.clear();
         self.tail
             .extend_from_slice(&buffer.as_bytes()[tail_start..filled]);
-        buffer.as_bytes_mut()[filled..padded].fill(0);
-        buffer.trim_to_size(padded);
+        let (len, log_len_after) = match retire {
+            Retire::Followed => {
+                self.next_capacity = (self.next_capacity * 2).min(self.buffer_bytes);
+                (tail_start, position + to_u64(tail_start))
+            }
+            Retire::Last => {
+                if filled < buffer.len() / 4 {
+                    self.next_capacity = (self.next_capacity / 2).max(BUFFER_BYTES_MIN);
+                }
+                let padded = align_up(filled);
+                buffer.as_bytes_mut()[filled..padded].fill(0);
+                (padded, position + to_u64(filled))
+            }
+        };
+        if len == 0 {
+            return; // everything in it is in the next buffer's first block
+        }
+        buffer.trim_to_size(len);
         self.full.push(PendingWrite {
             buffer,
             position,
-            log_len_after: position + to_u64(filled),
+            log_len_after,
         });
     }
+}
+
+/// Why a buffer stops being filled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retire {
+    /// A new buffer continues the log.
+    Followed,
+    /// The writes are being taken; this buffer ends them.
+    Last,
 }
 
 /// `len` rounded up to whole blocks.
@@ -151,9 +189,25 @@ fn to_u64(len: usize) -> u64 {
 mod tests {
     use super::*;
 
-    /// Applies taken writes to an in-memory image of the file, as the disk would.
+    /// Applies taken writes to an in-memory image of the file, as the disk would, in reverse
+    /// order: a take's writes must not overlap, so their order cannot matter.
     fn apply(image: &mut Vec<u8>, writes: Vec<PendingWrite>) {
-        for write in writes {
+        let spans: Vec<(u64, u64)> = writes
+            .iter()
+            .map(|write| {
+                (
+                    write.position,
+                    write.position + u64::try_from(write.buffer.len()).unwrap(),
+                )
+            })
+            .collect();
+        for pair in spans.windows(2) {
+            assert!(
+                pair[0].1 <= pair[1].0,
+                "writes of one take overlap: {spans:?}"
+            );
+        }
+        for write in writes.into_iter().rev() {
             let position = usize::try_from(write.position).unwrap();
             assert_eq!(position % BLOCK_BYTES, 0, "write position must be aligned");
             assert_eq!(

@@ -124,6 +124,7 @@ pub struct PartitionLog {
     next_offset: Offset,
     durable_end: Offset,
     unflushed_bytes: usize,
+    unflushed_batches: u64,
     poisoned: Option<String>,
     /// Segments retention removed whose files wait for the new active segment's file.
     deletions_waiting: Vec<Segment>,
@@ -189,6 +190,7 @@ impl PartitionLog {
             next_offset,
             durable_end: next_offset,
             unflushed_bytes: 0,
+            unflushed_batches: 0,
             poisoned: None,
             deletions_waiting: Vec::new(),
         }
@@ -304,6 +306,7 @@ impl PartitionLog {
         active.append(batch.header(), batch.bytes(), now_ms);
         self.next_offset = batch.last_offset().plus(1);
         self.unflushed_bytes += batch.len();
+        self.unflushed_batches += 1;
         Ok(batch)
     }
 
@@ -324,7 +327,8 @@ impl PartitionLog {
         }
         work.reverse();
         let batch_bytes = std::mem::take(&mut self.unflushed_bytes);
-        Some(self.plan(work, batch_bytes))
+        let batch_count = std::mem::take(&mut self.unflushed_batches);
+        Some(self.plan(work, batch_bytes, batch_count))
     }
 
     /// A final commit that seals the active segment too, for a clean shutdown: its index
@@ -349,7 +353,7 @@ impl PartitionLog {
                     seal: Some(seal),
                     durable_len: active.durable_len,
                 };
-                let plan = plan.get_or_insert_with(|| self.plan(Vec::new(), 0));
+                let plan = plan.get_or_insert_with(|| self.plan(Vec::new(), 0, 0));
                 plan.segments.push(flush);
             }
         }
@@ -477,7 +481,7 @@ impl PartitionLog {
         needs_flush(self.active())
     }
 
-    fn plan(&self, segments: Vec<SegmentFlush>, batch_bytes: usize) -> FlushPlan {
+    fn plan(&self, segments: Vec<SegmentFlush>, batch_bytes: usize, batch_count: u64) -> FlushPlan {
         FlushPlan {
             partition: self.id,
             dir: self.dir.clone(),
@@ -485,6 +489,7 @@ impl PartitionLog {
             fsync: self.fsync,
             durable_end: self.next_offset,
             batch_bytes,
+            batch_count,
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures::channel::oneshot;
 
 use crate::batch::ValidatedBatch;
+use crate::group_commit::CommitProbe;
 use crate::ids::{PartitionId, ShardId};
 use crate::metadata::MetadataSnapshot;
 use crate::offset::Offset;
@@ -83,6 +84,7 @@ pub struct ShardStats {
     pub flushes_in_flight: usize,
     pub jobs_in_flight: usize,
     pub queue_depth: usize,
+    pub commits: CommitProbe,
 }
 
 /// How a shard closed.

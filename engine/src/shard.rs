@@ -24,7 +24,7 @@ use glommio::timer::Timer;
 
 use crate::batch_cache::{BatchCache, CacheRead};
 use crate::config::EngineConfig;
-use crate::group_commit::{FlushOutcome, GroupCommit};
+use crate::group_commit::{CommitProbe, FlushOutcome, GroupCommit};
 use crate::ids::{PartitionId, ShardId};
 use crate::layout;
 use crate::metadata::{MetadataSnapshot, TopicMeta, partition_label};
@@ -57,6 +57,7 @@ pub(crate) struct Shard {
     offline: AHashMap<PartitionId, (String, String)>,
     cache: BatchCache,
     pending_write_bytes: usize,
+    commits: CommitProbe,
     flushes: FuturesUnordered<LocalBoxFuture<'static, FlushOutcome>>,
     jobs: FuturesUnordered<LocalBoxFuture<'static, ()>>,
     metadata: Rc<RefCell<Arc<MetadataSnapshot>>>,
@@ -93,6 +94,7 @@ impl Shard {
             partitions: AHashMap::new(),
             offline: AHashMap::new(),
             pending_write_bytes: 0,
+            commits: CommitProbe::default(),
             flushes: FuturesUnordered::new(),
             jobs: FuturesUnordered::new(),
             metadata,
@@ -286,6 +288,7 @@ impl Shard {
 
     fn on_flushed(&mut self, mut outcome: FlushOutcome) {
         self.pending_write_bytes -= outcome.batch_bytes;
+        self.commits.record(&outcome);
         let partition = outcome.partition;
         let Some(slot) = self.partitions.get_mut(&partition) else {
             return; // deleted while its commit ran
@@ -574,6 +577,7 @@ impl Shard {
             flushes_in_flight: self.flushes.len(),
             jobs_in_flight: self.jobs.len(),
             queue_depth: 0,
+            commits: self.commits,
         }
     }
 
