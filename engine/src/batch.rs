@@ -374,4 +374,55 @@ mod tests {
         assert_eq!(header.partition_leader_epoch, 7);
         assert_eq!(batch.last_offset(), Offset::new(1235).unwrap());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn valid_batch() -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::vec((any::<bool>(), 0usize..200, -5i64..5), 1..6).prop_map(
+                |records| {
+                    let mut builder = BatchBuilder::new(1_000);
+                    for (keyed, value_len, delta) in records {
+                        let key = keyed.then_some(&b"key"[..]);
+                        builder.record_at(1_000 + delta, key, Some(&vec![3; value_len]), &[]);
+                    }
+                    builder.build()
+                },
+            )
+        }
+
+        /// Bytes the broker owns and the CRC does not cover: base offset, leader epoch.
+        fn broker_owned(at: usize) -> bool {
+            at < 8 || (12..16).contains(&at)
+        }
+
+        proptest! {
+            /// A mutated valid batch is either rejected or differs only in broker-owned bytes.
+            #[test]
+            fn mutated_batches_are_rejected_or_unchanged(
+                bytes in valid_batch(),
+                flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
+            ) {
+                let mut mutated = bytes.clone();
+                for (at, mask) in &flips {
+                    mutated[at.index(bytes.len())] ^= mask;
+                }
+                if ValidatedBatch::new(mutated.clone(), 1 << 20).is_ok() {
+                    let changed: Vec<usize> = (0..bytes.len()).filter(|at| bytes[*at] != mutated[*at]).collect();
+                    prop_assert!(changed.iter().all(|at| broker_owned(*at)), "accepted changes at {:?}", changed);
+                }
+            }
+
+            /// Cutting a batch anywhere, or extending it, is always rejected.
+            #[test]
+            fn resized_batches_are_rejected(bytes in valid_batch(), cut in any::<prop::sample::Index>(), extra in 1usize..10) {
+                let cut = cut.index(bytes.len());
+                prop_assert!(ValidatedBatch::new(bytes[..cut].to_vec(), 1 << 20).is_err());
+                let mut longer = bytes.clone();
+                longer.extend(std::iter::repeat_n(0, extra));
+                prop_assert!(ValidatedBatch::new(longer, 1 << 20).is_err());
+            }
+        }
+    }
 }

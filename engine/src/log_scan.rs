@@ -294,4 +294,70 @@ mod tests {
             assert_eq!(scan.index().next_offset().value(), 50);
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Damage {
+            Truncate(prop::sample::Index),
+            Flip(prop::sample::Index, u8),
+            Append(Vec<u8>),
+        }
+
+        fn damage() -> impl Strategy<Value = Damage> {
+            prop_oneof![
+                any::<prop::sample::Index>().prop_map(Damage::Truncate),
+                (any::<prop::sample::Index>(), 1u8..=255)
+                    .prop_map(|(at, mask)| Damage::Flip(at, mask)),
+                prop_oneof![
+                    (1usize..5000).prop_map(|len| vec![0; len]),
+                    prop::collection::vec(any::<u8>(), 1..200),
+                ]
+                .prop_map(Damage::Append),
+            ]
+        }
+
+        /// Whether a flip at `at` can go unseen: the partition leader epoch of a batch
+        /// (bytes 12..16 of it) is covered by neither the CRC nor any other check.
+        fn unseen(at: usize, starts: &[usize]) -> bool {
+            starts
+                .iter()
+                .any(|start| (start + 12..start + 16).contains(&at))
+        }
+
+        proptest! {
+            /// Scanning any damaged image of a log stops exactly at the end of its longest
+            /// prefix of undamaged whole batches.
+            #[test]
+            fn scans_stop_at_the_longest_valid_prefix(count in 0usize..8, damage in damage()) {
+                let (image, ends) = log(10, count);
+                let starts: Vec<usize> = std::iter::once(0).chain(ends.iter().copied()).take(count).collect();
+                let mut damaged = image.clone();
+                let first_damage = match &damage {
+                    Damage::Truncate(at) => {
+                        let at = at.index(image.len() + 1);
+                        damaged.truncate(at);
+                        at
+                    }
+                    Damage::Flip(at, mask) if !image.is_empty() => {
+                        let at = at.index(image.len());
+                        damaged[at] ^= mask;
+                        if unseen(at, &starts) { image.len() } else { at }
+                    }
+                    Damage::Flip(..) => 0,
+                    Damage::Append(bytes) => {
+                        damaged.extend_from_slice(bytes);
+                        image.len()
+                    }
+                };
+                let expected = ends.iter().copied().filter(|end| *end <= first_damage).max().unwrap_or(0);
+                let (index, stop) = SegmentScan::scan_image(Offset::new(10).unwrap(), 64, &damaged);
+                prop_assert_eq!(usize::try_from(index.log_len()).unwrap(), expected, "stopped with {}", stop);
+                let kept = ends.iter().filter(|end| **end <= expected).count();
+                prop_assert_eq!(index.next_offset().value(), 10 + 2 * i64::try_from(kept).unwrap());
+            }
+        }
+    }
 }

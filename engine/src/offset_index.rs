@@ -161,4 +161,35 @@ mod tests {
     fn pushing_backwards_is_a_bug() {
         index(&[(10, 100), (10, 200)]);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Lookups agree with a search of a plain `Vec` of the same entries.
+            #[test]
+            fn lookups_match_a_vec_model(
+                steps in prop::collection::vec((1u32..50, 1u32..5000), 0..60),
+                targets in prop::collection::vec(0u32..3000, 1..20),
+            ) {
+                let mut model = Vec::new();
+                let mut index = OffsetIndex::default();
+                let (mut relative_offset, mut position) = (0, 0);
+                for (offset_step, position_step) in steps {
+                    relative_offset += offset_step;
+                    position += position_step;
+                    model.push((relative_offset, position));
+                    index.push(OffsetIndexEntry { relative_offset, position });
+                }
+                for target in targets {
+                    let expected = model.iter().rev().find(|(offset, _)| *offset <= target).copied().unwrap_or((0, 0));
+                    let found = index.lookup(target);
+                    prop_assert_eq!((found.relative_offset, found.position), expected);
+                    let exact = model.iter().find(|(offset, _)| *offset == target).map(|(_, position)| *position);
+                    prop_assert_eq!(index.position_of(target), exact);
+                }
+            }
+        }
+    }
 }

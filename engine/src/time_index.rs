@@ -147,4 +147,32 @@ mod tests {
         ];
         assert_eq!(TimeIndex::from_entries(falling), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Lookups agree with a search of a plain `Vec` of the same entries.
+            #[test]
+            fn lookups_match_a_vec_model(
+                steps in prop::collection::vec((1u32..50, 0i64..100), 0..60),
+                targets in prop::collection::vec(-10i64..3000, 1..20),
+            ) {
+                let mut model = Vec::new();
+                let mut index = TimeIndex::default();
+                let (mut relative_offset, mut timestamp) = (0, 0);
+                for (offset_step, time_step) in steps {
+                    relative_offset += offset_step;
+                    timestamp += time_step;
+                    model.push((timestamp, relative_offset));
+                    index.push(TimeIndexEntry { max_timestamp_before_ms: timestamp, relative_offset });
+                }
+                for target in targets {
+                    let expected = model.iter().rev().find(|(time, _)| *time < target).map_or(0, |(_, offset)| *offset);
+                    prop_assert_eq!(index.lookup(target), expected);
+                }
+            }
+        }
+    }
 }
