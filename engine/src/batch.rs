@@ -20,6 +20,10 @@ pub const BATCH_HEADER_LEN: usize = 61;
 pub const LOG_OVERHEAD: usize = 12;
 /// The only batch format Strand stores (Kafka 0.11 and later).
 pub const MAGIC_V2: i8 = 2;
+/// The most records one batch may claim. Uncompressed batches are checked record by record;
+/// compressed ones cannot be until they are decompressed, so this caps the offsets a batch
+/// can take (a 1 MiB batch of the smallest records holds about 150,000).
+pub const RECORDS_PER_BATCH_MAX: i32 = 1 << 20;
 
 const CRC_START: usize = 21;
 const LENGTH_AT: usize = 8;
@@ -80,6 +84,10 @@ pub enum BatchError {
     },
     #[error("batch compression codec is {codec}, which Kafka does not define")]
     UnknownCompression { codec: i16 },
+    #[error("batch claims {count} records; at most {max} are accepted")]
+    TooManyRecords { count: i32, max: i32 },
+    #[error("record {index} of the batch is malformed: {reason}")]
+    MalformedRecords { index: u64, reason: &'static str },
 }
 
 impl BatchHeader {
@@ -158,8 +166,9 @@ impl BatchHeader {
 
 /// Checks that `bytes` is exactly one well-formed v2 batch and returns its header.
 ///
-/// Checks length, magic, crc32c, record count, last offset delta and the codec. Used on
-/// the way in (client bytes) and again on the way out (bytes read back from disk).
+/// Checks length, magic, crc32c, record count, last offset delta and the codec, and for
+/// uncompressed batches that the records frame exactly and are numbered 0 upwards. Used
+/// on the way in (client bytes) and again on the way out (bytes read back from disk).
 pub fn check_batch(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(bytes)?;
     if header.total_len() != bytes.len() {
@@ -186,7 +195,20 @@ pub fn check_batch(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
             record_count: header.record_count,
         });
     }
-    header.compression()?;
+    if header.record_count > RECORDS_PER_BATCH_MAX {
+        return Err(BatchError::TooManyRecords {
+            count: header.record_count,
+            max: RECORDS_PER_BATCH_MAX,
+        });
+    }
+    if header.compression()? == Compression::None {
+        crate::record_frames::check_framing(bytes, &header).map_err(|error| {
+            BatchError::MalformedRecords {
+                index: error.index,
+                reason: error.reason,
+            }
+        })?;
+    }
     Ok(header)
 }
 
@@ -354,6 +376,23 @@ mod tests {
                 recrc(b);
             },
             |e| matches!(e, BatchError::UnknownCompression { codec: 7 }),
+        );
+        // A header that claims more records than the batch holds, consistently.
+        check(
+            |b| {
+                b[23..27].copy_from_slice(&2i32.to_be_bytes());
+                b[57..61].copy_from_slice(&3i32.to_be_bytes());
+                recrc(b);
+            },
+            |e| matches!(e, BatchError::MalformedRecords { index: 2, .. }),
+        );
+        check(
+            |b| {
+                b[23..27].copy_from_slice(&RECORDS_PER_BATCH_MAX.to_be_bytes());
+                b[57..61].copy_from_slice(&(RECORDS_PER_BATCH_MAX + 1).to_be_bytes());
+                recrc(b);
+            },
+            |e| matches!(e, BatchError::TooManyRecords { .. }),
         );
     }
 

@@ -164,6 +164,13 @@ async fn run(
             file.truncate(seal.log_len)
                 .await
                 .map_err(|error| describe("truncating", &file, error))?;
+            // The log must be durable before an index that vouches for it: recovery trusts
+            // a sealed segment whose index matches its size and does not scan it.
+            if fsync == FsyncPolicy::EveryCommit {
+                file.fdatasync()
+                    .await
+                    .map_err(|error| describe("fdatasync of", &file, error))?;
+            }
             write_index_file(&seal.offset_index.0, &seal.offset_index.1, fsync).await?;
             write_index_file(&seal.time_index.0, &seal.time_index.1, fsync).await?;
             done.sealed.push(segment.base);

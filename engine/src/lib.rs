@@ -32,6 +32,7 @@ pub mod metadata_store;
 pub mod offset;
 pub mod offset_index;
 pub mod partition;
+pub mod record_frames;
 pub mod record_timestamps;
 pub mod recovery;
 pub mod request;

@@ -14,6 +14,9 @@ use crate::offset::Offset;
 use crate::retention::{SegmentFacts, segments_to_delete};
 use crate::segment::{READ_CHUNK_BYTES, Segment, SegmentCursor, SegmentReadError};
 
+/// The most a read asks of the disk beyond the bytes it returns.
+const READ_SLACK_MAX: usize = 1 << 20;
+
 /// Offsets of a partition, in Kafka's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PartitionOffsets {
@@ -41,6 +44,8 @@ pub enum AppendError {
     Poisoned { partition: String, reason: String },
     #[error("partition {partition} is offline: {reason}")]
     Offline { partition: String, reason: String },
+    #[error("partition {partition} cannot take {records} more records: offsets would pass 2^63")]
+    OffsetOverflow { partition: String, records: u64 },
     #[error("the broker is shutting down")]
     ShuttingDown,
 }
@@ -269,6 +274,18 @@ impl PartitionLog {
         self.poisoned.as_deref()
     }
 
+    /// Drops appended bytes no commit has taken (the partition failed or is being deleted)
+    /// and returns how many there were.
+    pub fn discard_unflushed(&mut self) -> usize {
+        for segment in self.segments.values_mut() {
+            if let Some(writer) = segment.writer.as_mut() {
+                drop(writer.take());
+            }
+        }
+        self.unflushed_batches = 0;
+        std::mem::take(&mut self.unflushed_bytes)
+    }
+
     /// Refuses further writes, for the reason given (a failed write or fdatasync).
     pub fn poison(&mut self, reason: String) {
         tracing::error!(partition = %self.label, %reason, "partition refuses further writes");
@@ -297,6 +314,15 @@ impl PartitionLog {
                 len: batch.len(),
                 max,
             });
+        }
+        if self
+            .next_offset
+            .value()
+            .checked_add(i64::from(batch.header().record_count))
+            .is_none()
+        {
+            let (partition, records) = (self.label.clone(), batch.record_count());
+            return Err(AppendError::OffsetOverflow { partition, records });
         }
         if self.should_roll(&batch, now_ms) {
             self.roll(now_ms);
@@ -416,8 +442,12 @@ impl PartitionLog {
             .next_back()
             .expect("log start is a segment base");
         let start = u64::from(segment.index.position_for_offset(from));
-        let chunk = bytes_max
-            .saturating_add(2 * usize::try_from(self.config.index_interval_bytes).unwrap_or(0));
+        // A read walks at most one index interval before the batch it wants, so read that
+        // much more than asked, within reason for huge `index.interval.bytes`.
+        let interval = usize::try_from(self.config.index_interval_bytes)
+            .unwrap_or(usize::MAX)
+            .min(READ_SLACK_MAX);
+        let chunk = bytes_max.saturating_add(2 * interval);
         Ok(ReadStart::Disk {
             cursor: self.cursor(segment, start, chunk),
             path: segment.log_path.clone(),

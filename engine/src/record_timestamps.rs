@@ -3,8 +3,8 @@
 //! uncompressed batches are walked record by record, reading only each record's length,
 //! timestamp delta and offset delta.
 
-use crate::batch::{BATCH_HEADER_LEN, BatchHeader, Compression};
-use crate::varint::{get_varint, get_varlong};
+use crate::batch::{BatchHeader, Compression};
+use crate::record_frames::RecordFrames;
 
 /// The record a timestamp lookup settled on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,23 +36,22 @@ pub fn first_record_at_or_after(
 }
 
 fn walk(batch: &[u8], header: &BatchHeader, target_ms: i64) -> Option<RecordAtTime> {
-    let mut position = BATCH_HEADER_LEN;
-    for _ in 0..header.record_count {
-        let (record_len, len_bytes) = get_varint(batch.get(position..)?)?;
-        let start = position + len_bytes;
-        let end = start.checked_add(usize::try_from(record_len).ok()?)?;
-        let record = batch.get(start..end)?;
-        let (timestamp_delta, delta_bytes) = get_varlong(record.get(1..)?, 10)?;
-        let (offset_delta, _) = get_varint(record.get(1 + delta_bytes..)?)?;
-        let timestamp_ms = header.base_timestamp.checked_add(timestamp_delta)?;
+    for frame in RecordFrames::new(batch, header) {
+        let frame = frame.ok()?;
+        // Offsets outside the batch would send a consumer past the high watermark.
+        if !(0..=header.last_offset_delta).contains(&frame.offset_delta) {
+            return None;
+        }
+        let timestamp_ms = header.base_timestamp.checked_add(frame.timestamp_delta)?;
         if timestamp_ms >= target_ms {
-            let offset = header.base_offset.checked_add(i64::from(offset_delta))?;
+            let offset = header
+                .base_offset
+                .checked_add(i64::from(frame.offset_delta))?;
             return Some(RecordAtTime {
                 offset,
                 timestamp_ms,
             });
         }
-        position = end;
     }
     None
 }
@@ -92,7 +91,7 @@ mod tests {
         let mut builder = BatchBuilder::new(100);
         builder.record_at(200, None, Some(b"v"), &[]);
         let mut bytes = builder.build();
-        bytes.truncate(BATCH_HEADER_LEN + 1);
+        bytes.truncate(crate::batch::BATCH_HEADER_LEN + 1);
         let mut header = check_batch(&builder.build()).unwrap();
         header.base_offset = 7;
         let found = first_record_at_or_after(&bytes, &header, 150);

@@ -53,6 +53,12 @@ pub(crate) enum ShardRequest {
     Ping {
         reply: Reply<ShardId>,
     },
+}
+
+/// Orders from the shard set to a shard, on a channel of their own that the shard reads
+/// even while it pushes back on requests.
+#[derive(Debug)]
+pub(crate) enum ShardControl {
     Shutdown {
         reply: flume::Sender<ShutdownReport>,
     },

@@ -31,7 +31,9 @@ use crate::metadata::{MetadataSnapshot, TopicMeta, partition_label};
 use crate::offset::Offset;
 use crate::partition::{AppendError, PartitionLog, ReadError, ReadStart};
 use crate::recovery::{PartitionSpec, RecoveryReport, open_partition};
-use crate::request::{AppendOutcome, ReadOutcome, Reply, ShardRequest, ShardStats, ShutdownReport};
+use crate::request::{
+    AppendOutcome, ReadOutcome, Reply, ShardControl, ShardRequest, ShardStats, ShutdownReport,
+};
 use crate::segment::{find_by_timestamp, read_batches};
 
 /// An append waiting for its group commit.
@@ -73,6 +75,9 @@ pub(crate) struct Shard {
 
 enum Event {
     Request(ShardRequest),
+    Control(ShardControl),
+    /// The shard set dropped its control sender (it is being torn down without `shutdown`).
+    ControlClosed,
     Flushed(FlushOutcome),
     JobDone,
     Tick,
@@ -119,13 +124,22 @@ impl Shard {
     }
 
     /// Runs the loop until a `Shutdown` request has been answered (or every sender is gone).
-    pub(crate) async fn run(mut self, requests: flume::Receiver<ShardRequest>) {
+    pub(crate) async fn run(
+        mut self,
+        requests: flume::Receiver<ShardRequest>,
+        control: flume::Receiver<ShardControl>,
+    ) {
         let mut incoming = requests.stream();
+        let mut orders = control.stream();
+        let mut orders_open = true;
         let interval = Duration::from_millis(self.config.housekeeping_interval_ms.max(1));
         let mut tick = Box::pin(Timer::new(interval));
         loop {
             let accepting = self.accepting();
             let event = std::future::poll_fn(|cx| {
+                if orders_open && let Poll::Ready(order) = orders.poll_next_unpin(cx) {
+                    return Poll::Ready(order.map_or(Event::ControlClosed, Event::Control));
+                }
                 if let Poll::Ready(Some(outcome)) = self.flushes.poll_next_unpin(cx) {
                     return Poll::Ready(Event::Flushed(outcome));
                 }
@@ -143,6 +157,11 @@ impl Shard {
             .await;
             match event {
                 Event::Request(request) => self.handle(request).await,
+                Event::Control(ShardControl::Shutdown { reply }) => {
+                    self.shutdown_reply = Some(reply);
+                    self.stop();
+                }
+                Event::ControlClosed => orders_open = false,
                 Event::Flushed(outcome) => self.on_flushed(outcome),
                 Event::JobDone => {}
                 Event::Tick => {
@@ -210,10 +229,6 @@ impl Shard {
             }
             ShardRequest::Ping { reply } => {
                 let _ = reply.send(self.id);
-            }
-            ShardRequest::Shutdown { reply } => {
-                self.shutdown_reply = Some(reply);
-                self.stop();
             }
         }
     }
@@ -317,6 +332,7 @@ impl Shard {
                 let _ = waiter.reply.send(Err(error.clone()));
             }
             self.cache.remove_partition(partition);
+            self.pending_write_bytes -= slot.log.discard_unflushed();
         }
         self.start_deletions(partition);
         self.start_flush(partition);
@@ -449,9 +465,16 @@ impl Shard {
             paths.push(segment.log_path.clone());
         }
         let label = slot.log.label().to_string();
+        let dir = slot.log.dir().to_path_buf();
         self.jobs.push(
             async move {
-                if let Err(error) = crate::directory::remove_files(paths).await {
+                // The directory fsync makes the deletion, and so the new log start, durable.
+                let deleted = crate::directory::remove_files(paths).await.map_err(|error| error.to_string());
+                let synced = match deleted {
+                    Ok(()) => crate::group_commit::sync_directory(&dir).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = synced {
                     tracing::warn!(partition = %label, %error, "could not delete expired segment files");
                 }
             }
@@ -557,6 +580,7 @@ impl Shard {
             let _ = waiter.reply.send(Err(error.clone()));
         }
         self.cache.remove_partition(partition);
+        self.pending_write_bytes -= slot.log.discard_unflushed();
         let dir = slot.log.dir().to_path_buf();
         let trash = layout::trash_dir_for(&self.config.data_dir, &dir);
         crate::directory::rename(&dir, &trash)

@@ -16,7 +16,7 @@ use crate::metadata::MetadataSnapshot;
 use crate::metadata_service::{MetadataRequest, MetadataService};
 use crate::metadata_store;
 use crate::recovery::RecoveryReport;
-use crate::request::{ShardRequest, ShutdownReport};
+use crate::request::{ShardControl, ShardRequest, ShutdownReport};
 use crate::router::Router;
 use crate::shard::Shard;
 
@@ -30,6 +30,7 @@ const SHARD_LOOP_SHARES: usize = 10_000;
 #[derive(Debug)]
 pub struct ShardSet {
     senders: Vec<flume::Sender<ShardRequest>>,
+    controls: Vec<flume::Sender<ShardControl>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     config: EngineConfig,
     recovery: Vec<RecoveryReport>,
@@ -105,16 +106,20 @@ impl ShardSet {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..config.shard_count)
             .map(|_| flume::bounded(config.limits.shard_queue_depth_max))
             .unzip();
+        let (controls, control_receivers): (Vec<_>, Vec<_>) =
+            (0..config.shard_count).map(|_| flume::bounded(1)).unzip();
         let (metadata_tx, metadata_rx) = flume::bounded(METADATA_QUEUE_DEPTH_MAX);
         let (status_tx, status_rx) = flume::unbounded();
         let front_end = Arc::new(front_end);
         let mut set = ShardSet {
             senders,
+            controls,
             threads: Vec::new(),
             config: config.clone(),
             recovery: Vec::new(),
         };
-        for (index, requests) in receivers.into_iter().enumerate() {
+        let shards = receivers.into_iter().zip(control_receivers);
+        for (index, (requests, control)) in shards.enumerate() {
             let context = ShardContext {
                 id: ShardId::new(u16::try_from(index).expect("validated shard count")),
                 config: config.clone(),
@@ -122,6 +127,7 @@ impl ShardSet {
                 clean,
                 senders: set.senders.clone(),
                 requests,
+                control,
                 metadata_tx: metadata_tx.clone(),
                 metadata_rx: (index == 0).then(|| metadata_rx.clone()),
                 status: status_tx.clone(),
@@ -182,10 +188,10 @@ impl ShardSet {
     /// Stops every shard: front ends are cancelled, appends already taken are committed and
     /// answered, active segments are sealed. Blocks until the shard threads have exited.
     pub fn shutdown(self) -> Result<ShutdownSummary, EngineError> {
-        let mut answers = Vec::with_capacity(self.senders.len());
-        for sender in &self.senders {
+        let mut answers = Vec::with_capacity(self.controls.len());
+        for control in &self.controls {
             let (reply, answer) = flume::bounded(1);
-            let _ = sender.send(ShardRequest::Shutdown { reply });
+            let _ = control.send(ShardControl::Shutdown { reply });
             answers.push(answer);
         }
         drop(self.senders);
@@ -225,9 +231,9 @@ impl ShardSet {
 
     /// A shard failed to start: stop the others and return `error`.
     fn fail_start(self, error: EngineError) -> EngineError {
-        for sender in &self.senders {
+        for control in &self.controls {
             let (reply, _) = flume::bounded(1);
-            let _ = sender.send(ShardRequest::Shutdown { reply });
+            let _ = control.send(ShardControl::Shutdown { reply });
         }
         drop(self.senders);
         for thread in self.threads {
@@ -273,6 +279,7 @@ struct ShardContext {
     clean: bool,
     senders: Vec<flume::Sender<ShardRequest>>,
     requests: flume::Receiver<ShardRequest>,
+    control: flume::Receiver<ShardControl>,
     metadata_tx: flume::Sender<MetadataRequest>,
     metadata_rx: Option<flume::Receiver<MetadataRequest>>,
     status: flume::Sender<StartStatus>,
@@ -318,7 +325,7 @@ impl ShardContext {
             glommio::Latency::NotImportant,
             "shard-loop",
         );
-        match glommio::spawn_local_into(shard.run(self.requests), queue) {
+        match glommio::spawn_local_into(shard.run(self.requests, self.control), queue) {
             Ok(task) => task.await,
             Err(error) => tracing::error!(shard = %self.id, %error, "cannot start the shard loop"),
         }
