@@ -26,6 +26,11 @@ const METADATA_QUEUE_DEPTH_MAX: usize = 64;
 /// The shard loop's CPU shares; glommio's default queue has 1000.
 const SHARD_LOOP_SHARES: usize = 10_000;
 
+/// How long one task queue runs before glommio polls I/O and picks the next queue. I/O is
+/// submitted and completed only between queue runs, so this bounds how long front-end work
+/// can hold back a commit's writes (glommio's default is 100 ms).
+const PREEMPT_TIMER: std::time::Duration = std::time::Duration::from_micros(250);
+
 /// Running shards.
 #[derive(Debug)]
 pub struct ShardSet {
@@ -314,12 +319,10 @@ impl ShardContext {
             return;
         }
         // The loop gets its own task queue with ten times the default shares. glommio runs a
-        // queue's tasks until it is empty (or its preemption timer fires), then picks the
-        // queue with the least weighted runtime, so when both have work the loop goes first.
-        // Two tempting alternatives are wrong on glommio 0.9: a `Latency::Matters` queue sends
-        // its I/O through a separate ring that writes to disk more slowly, and a short
-        // preemption timer makes the executor park with runnable queues and never wake
-        // (fixed upstream after 0.9.0: glommio/glommio#53), so glommio's default timer stays.
+        // queue's tasks until it is empty or the preemption timer fires, then polls I/O and
+        // picks the queue with the least weighted runtime, so the loop goes first. (A
+        // `Latency::Matters` queue would send its disk I/O through glommio's latency ring,
+        // which writes more slowly.)
         let queue = glommio::executor().create_task_queue(
             glommio::Shares::Static(SHARD_LOOP_SHARES),
             glommio::Latency::NotImportant,
@@ -342,7 +345,8 @@ fn builder(config: &EngineConfig, index: usize) -> LocalExecutorBuilder {
     let builder = LocalExecutorBuilder::new(placement)
         .name(&format!("shard-{index}"))
         .io_memory(config.limits.io_memory_bytes)
-        .ring_depth(config.limits.ring_depth);
+        .ring_depth(config.limits.ring_depth)
+        .preempt_timer(PREEMPT_TIMER);
     match config.limits.spin_before_park_us {
         0 => builder,
         spin => builder.spin_before_park(std::time::Duration::from_micros(spin)),
