@@ -18,6 +18,7 @@ use criterion::{Criterion, Throughput};
 use strand_bench::interleaved::{Rounds, rate};
 use strand_bench::ratio_report::{self, Comparison, Registry};
 use strand_bench::workloads::{self, FILE_BYTES_MAX};
+use strand_engine::group_commit::CommitProbe;
 use strand_engine::{
     EngineConfig, FsyncPolicy, JobRunner, Limits, ShardId, TopicConfig, TopicSpec,
 };
@@ -106,30 +107,17 @@ fn bench_appends(criterion: &mut Criterion, runner: &JobRunner, raw_dir: &Path) 
             });
         });
         group.throughput(Throughput::Bytes(u64::try_from(batch.len()).expect("fits")));
-        for (in_flight, partition) in [(1, 0), (8, 0), (8, 1)] {
-            let place = if partition == 0 { "" } else { ", other shard" };
-            let name = format!("{label} engine append, {in_flight} in flight{place}");
+        for (variant, in_flight, partition) in VARIANTS {
+            let name = format!("{label} engine append, {variant}");
             let batch = batch.clone();
-            let id = format!(
-                "engine_{in_flight}_in_flight{}",
-                if partition == 0 { "" } else { "_other_shard" }
-            );
+            let id = format!("engine {variant}")
+                .replace([' ', ','], "_")
+                .replace("__", "_");
             group.bench_function(id, |bencher| {
                 bencher.iter_custom(|iterations| {
                     let batch = batch.clone();
                     let len = u64::try_from(batch.len()).expect("fits");
-                    let (elapsed, _) = runner
-                        .run(move |router| {
-                            workloads::appends(
-                                router,
-                                "appends",
-                                partition,
-                                Rc::new(batch),
-                                iterations,
-                                in_flight,
-                            )
-                        })
-                        .expect("job");
+                    let (elapsed, _) = append_run(runner, batch, partition, iterations, in_flight);
                     REGISTRY.record(&name, iterations * len, elapsed);
                     elapsed
                 });
@@ -185,18 +173,8 @@ fn interleaved_appends(
             for (name, in_flight, partition) in VARIANTS {
                 let batch = batch.clone();
                 let len = u64::try_from(batch.len()).expect("fits");
-                let (elapsed, commits) = runner
-                    .run(move |router| {
-                        workloads::appends(
-                            router,
-                            "appends",
-                            partition,
-                            Rc::new(batch),
-                            iterations,
-                            in_flight,
-                        )
-                    })
-                    .expect("job");
+                let (elapsed, commits) =
+                    append_run(runner, batch, partition, iterations, in_flight);
                 record_commits(&format!("{label} engine append, {name}"), &commits);
                 variants.push((name, rate(iterations * len, elapsed)));
             }
@@ -207,12 +185,55 @@ fn interleaved_appends(
     results
 }
 
+/// The criterion benchmark ids, for `--list`.
+fn bench_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for (label, _) in SIZES {
+        names.push(format!("append_fdatasync/{label}/raw_dma_fdatasync"));
+        for (variant, _, _) in VARIANTS {
+            names.push(format!("append_fdatasync/{label}/{}", bench_id(variant)));
+        }
+    }
+    names.extend(["shard_round_trip/same_shard", "shard_round_trip/cross_core"].map(String::from));
+    names.extend(["read_1MiB/hot_cache", "read_1MiB/cold_disk"].map(String::from));
+    names
+}
+
+/// A variant's criterion id: `engine_8_in_flight_other_shard`.
+fn bench_id(variant: &str) -> String {
+    format!("engine {variant}")
+        .replace([' ', ','], "_")
+        .replace("__", "_")
+}
+
 /// Iterations that take about `seconds` at `per_second`, between 20 and 20,000.
 fn iterations_for(seconds: f64, per_second: f64) -> u64 {
     let wanted = (seconds * per_second).clamp(20.0, 20_000.0);
     (20..=20_000)
         .find(|count| *count as f64 >= wanted)
         .unwrap_or(20_000)
+}
+
+/// One timed run of `iterations` appends of `batch` to partition `partition` of "appends".
+fn append_run(
+    runner: &JobRunner,
+    batch: Vec<u8>,
+    partition: u32,
+    iterations: u64,
+    in_flight: u64,
+) -> (Duration, CommitProbe) {
+    runner
+        .run(move |router| {
+            workloads::appends(
+                router,
+                "appends",
+                partition,
+                Rc::new(batch),
+                iterations,
+                in_flight,
+            )
+        })
+        .expect("job")
 }
 
 fn raw_run(runner: &JobRunner, raw_dir: &Path, size: usize, iterations: u64) -> Duration {
@@ -394,6 +415,13 @@ fn command_output(program: &str, args: &[&str]) -> String {
 
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
+    if std::env::args().any(|argument| argument == "--list") {
+        // Listing must not start shards or measure anything.
+        bench_names()
+            .iter()
+            .for_each(|name| println!("{name}: benchmark"));
+        return;
+    }
     let base = std::env::var_os("STRAND_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     let dir = tempfile::tempdir_in(&base).expect("benchmark directory");
     let data_dir = dir.path().join("data");

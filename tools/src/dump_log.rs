@@ -87,11 +87,7 @@ fn dump_log(path: &Path, out: &mut impl Write) -> anyhow::Result<DumpSummary> {
         )?;
         position += parsed.total_len() as u64;
     }
-    writeln!(
-        out,
-        "{} batches, {} invalid",
-        summary.batches, summary.invalid
-    )?;
+    write_summary(out, &summary)?;
     Ok(summary)
 }
 
@@ -122,12 +118,16 @@ fn finish_tail(
         )?;
         summary.garbage_bytes = tail;
     }
+    write_summary(out, &summary)?;
+    Ok(summary)
+}
+
+fn write_summary(out: &mut impl Write, summary: &DumpSummary) -> io::Result<()> {
     writeln!(
         out,
         "{} batches, {} invalid",
         summary.batches, summary.invalid
-    )?;
-    Ok(summary)
+    )
 }
 
 fn write_batch(
