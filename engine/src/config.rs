@@ -188,6 +188,9 @@ pub struct Limits {
     /// How long an idle shard spins before it sleeps. Waking a sleeping shard from another
     /// core costs tens of microseconds; spinning trades idle CPU for that latency.
     pub spin_before_park_us: u64,
+    /// Reads waiting for a partition to grow (Kafka fetches with `max_wait_ms`); past this a
+    /// wait is answered at once, so the fetch returns what it has.
+    pub data_waits_max: usize,
 }
 
 impl Default for Limits {
@@ -205,6 +208,7 @@ impl Default for Limits {
             io_memory_bytes: 16 << 20,
             ring_depth: 128,
             spin_before_park_us: 50,
+            data_waits_max: 10_000,
         }
     }
 }

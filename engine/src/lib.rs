@@ -17,6 +17,7 @@ pub mod batch;
 pub mod batch_builder;
 pub mod batch_cache;
 pub mod config;
+mod data_waits;
 pub mod directory;
 pub mod group_commit;
 pub mod ids;

@@ -70,6 +70,11 @@ pub(crate) enum MetadataRequest {
         spec: TopicSpec,
         reply: Reply<Result<Arc<TopicMeta>, TopicError>>,
     },
+    /// Checks a topic could be created, changing nothing (Kafka's `validate_only`).
+    ValidateTopic {
+        spec: TopicSpec,
+        reply: Reply<Result<Arc<TopicMeta>, TopicError>>,
+    },
     DeleteTopic {
         name: String,
         reply: Reply<Result<(), TopicError>>,
@@ -111,6 +116,9 @@ impl MetadataService {
                 MetadataRequest::CreateTopic { spec, reply } => {
                     let _ = reply.send(self.create_topic(spec).await);
                 }
+                MetadataRequest::ValidateTopic { spec, reply } => {
+                    let _ = reply.send(self.plan_topic(spec).map(Arc::new));
+                }
                 MetadataRequest::DeleteTopic { name, reply } => {
                     let _ = reply.send(self.delete_topic(&name).await);
                 }
@@ -129,6 +137,13 @@ impl MetadataService {
     }
 
     async fn create_topic(&mut self, spec: TopicSpec) -> Result<Arc<TopicMeta>, TopicError> {
+        let topic = self.plan_topic(spec)?;
+        self.commit(self.current.with_topic(topic.clone())).await?;
+        Ok(Arc::new(topic))
+    }
+
+    /// The topic `spec` would create, or why it cannot be created; changes nothing.
+    fn plan_topic(&self, spec: TopicSpec) -> Result<TopicMeta, TopicError> {
         let name = spec.name;
         validate_topic_name(&name).map_err(|reason| TopicError::InvalidName {
             name: name.clone(),
@@ -162,15 +177,13 @@ impl MetadataService {
                 })?;
         }
         self.check_config(&name, &config)?;
-        let topic = TopicMeta {
+        Ok(TopicMeta {
             id: TopicId::new(self.current.next_topic_id()),
             uuid: random_uuid()?,
             partitions: self.place(spec.partitions),
             name,
             config,
-        };
-        self.commit(self.current.with_topic(topic.clone())).await?;
-        Ok(Arc::new(topic))
+        })
     }
 
     async fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {

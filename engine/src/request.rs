@@ -40,6 +40,14 @@ pub(crate) enum ShardRequest {
         target_ms: i64,
         reply: Reply<Result<Option<RecordAtTime>, ReadError>>,
     },
+    /// Answered once the partition's high watermark passes `beyond` (at once if it already
+    /// has, or if the shard holds its maximum of waits); the answer is dropped when the
+    /// partition goes away.
+    WaitForData {
+        partition: PartitionId,
+        beyond: Offset,
+        reply: Reply<()>,
+    },
     ApplyMetadata {
         snapshot: Arc<MetadataSnapshot>,
         reply: Reply<Result<(), String>>,
@@ -89,6 +97,8 @@ pub struct ShardStats {
     pub pending_write_bytes: usize,
     pub flushes_in_flight: usize,
     pub jobs_in_flight: usize,
+    /// Fetches waiting for data.
+    pub data_waits: usize,
     pub queue_depth: usize,
     pub commits: CommitProbe,
 }

@@ -150,8 +150,30 @@ impl Router {
         answer.unwrap_or(Err(ReadError::ShuttingDown))
     }
 
+    /// Resolves once the partition's high watermark passes `beyond`, the partition goes
+    /// away, or its shard has no room for another wait. Dropping the future abandons the wait.
+    pub async fn wait_for_data(&self, topic: &str, partition: u32, beyond: Offset) {
+        let Some((id, owner)) = self.resolve(topic, partition) else {
+            return;
+        };
+        // Whether the answer came or the shard went away, the wait is over.
+        let _ = self
+            .ask(owner, |reply| ShardRequest::WaitForData {
+                partition: id,
+                beyond,
+                reply,
+            })
+            .await;
+    }
+
     pub async fn create_topic(&self, spec: TopicSpec) -> Result<Arc<TopicMeta>, TopicError> {
         self.admin(|reply| MetadataRequest::CreateTopic { spec, reply })
+            .await
+    }
+
+    /// The topic `spec` would create, or why it cannot be; creates nothing.
+    pub async fn validate_topic(&self, spec: TopicSpec) -> Result<Arc<TopicMeta>, TopicError> {
+        self.admin(|reply| MetadataRequest::ValidateTopic { spec, reply })
             .await
     }
 

@@ -24,6 +24,7 @@ use glommio::timer::Timer;
 
 use crate::batch_cache::{BatchCache, CacheRead};
 use crate::config::EngineConfig;
+use crate::data_waits::DataWaits;
 use crate::group_commit::{CommitProbe, FlushOutcome, GroupCommit};
 use crate::ids::{PartitionId, ShardId};
 use crate::layout;
@@ -58,6 +59,7 @@ pub(crate) struct Shard {
     /// Partitions that failed to open: label and reason.
     offline: AHashMap<PartitionId, (String, String)>,
     cache: BatchCache,
+    data_waits: DataWaits,
     pending_write_bytes: usize,
     commits: CommitProbe,
     flushes: FuturesUnordered<LocalBoxFuture<'static, FlushOutcome>>,
@@ -95,6 +97,7 @@ impl Shard {
         let mut shard = Shard {
             id,
             cache: BatchCache::new(config.limits.batch_cache_bytes_max),
+            data_waits: DataWaits::new(config.limits.data_waits_max),
             config,
             partitions: AHashMap::new(),
             offline: AHashMap::new(),
@@ -216,6 +219,15 @@ impl Shard {
             } => {
                 self.find_timestamp(partition, target_ms, reply);
             }
+            ShardRequest::WaitForData {
+                partition,
+                beyond,
+                reply,
+            } => self.data_waits.wait(partition, beyond, reply, |partition| {
+                self.partitions
+                    .get(&partition)
+                    .map(|slot| slot.log.offsets().high_watermark)
+            }),
             ShardRequest::ApplyMetadata { snapshot, reply } => {
                 let answer = self.apply_metadata(snapshot).await;
                 let _ = reply.send(answer);
@@ -310,6 +322,7 @@ impl Shard {
         };
         slot.log.finish_flush(&mut outcome);
         let offsets = slot.log.offsets();
+        self.data_waits.grown(partition, offsets.high_watermark);
         for waiter in slot.commit.complete(offsets.high_watermark) {
             assert!(
                 waiter.last < offsets.high_watermark,
@@ -580,6 +593,7 @@ impl Shard {
             let _ = waiter.reply.send(Err(error.clone()));
         }
         self.cache.remove_partition(partition);
+        self.data_waits.remove_partition(partition);
         self.pending_write_bytes -= slot.log.discard_unflushed();
         let dir = slot.log.dir().to_path_buf();
         let trash = layout::trash_dir_for(&self.config.data_dir, &dir);
@@ -600,6 +614,7 @@ impl Shard {
             pending_write_bytes: self.pending_write_bytes,
             flushes_in_flight: self.flushes.len(),
             jobs_in_flight: self.jobs.len(),
+            data_waits: self.data_waits.len(),
             queue_depth: 0,
             commits: self.commits,
         }
