@@ -1,6 +1,7 @@
 //! `strand`: Strand's command line.
 
 mod dump_log;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a broker: with no flags, a single node on 127.0.0.1:9092 with data in
+    /// ./strand-data and one shard per CPU. Stops cleanly on SIGTERM or SIGINT.
+    Serve(serve::ServeArgs),
     /// Print the batches of segment files (.log) or the entries of their indexes
     /// (.index, .timeindex), like Kafka's kafka-dump-log.sh. Exits 1 if any batch is invalid.
     DumpLog {
@@ -39,6 +43,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => {
+            init_logging();
+            serve::serve(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DumpLog { paths } => {
             let mut out = std::io::stdout().lock();
             let mut clean = true;
@@ -52,4 +61,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Logs go to stderr; `STRAND_LOG` (or `RUST_LOG`) filters them, `info` by default.
+fn init_logging() {
+    let filter = std::env::var("STRAND_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
 }

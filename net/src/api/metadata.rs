@@ -1,0 +1,137 @@
+//! Metadata: the broker, and the topics asked for (all when none are named), creating
+//! unknown ones when auto-creation is on and the client allows it.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::protocol::StrBytes;
+use strand_engine::TopicMeta;
+
+use crate::broker::{Broker, topic_name, wire};
+use crate::kafka_errors::KafkaError;
+
+/// Kafka's name for the internal topic of committed offsets.
+pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+pub async fn handle(
+    broker: &Broker,
+    request: MetadataRequest,
+    version: i16,
+) -> Option<MetadataResponse> {
+    let config = &broker.config;
+    let node = BrokerId(config.node_id);
+    let brokers = vec![
+        MetadataResponseBroker::default()
+            .with_node_id(node)
+            .with_host(wire(config.advertised_host.clone()))
+            .with_port(i32::from(config.advertised_port)),
+    ];
+    // Version 0 asks for every topic with an empty list; later versions with null.
+    let requested = request
+        .topics
+        .filter(|topics| version > 0 || !topics.is_empty());
+    let topics = match requested {
+        None => broker
+            .router
+            .metadata()
+            .topics()
+            .map(|topic| describe(broker, topic, version))
+            .collect(),
+        Some(wanted) => {
+            // Version 4 added the client's say over auto-creation; before, it was always on.
+            let create = version < 4 || request.allow_auto_topic_creation;
+            let mut topics = Vec::with_capacity(wanted.len());
+            for topic in wanted {
+                topics.push(match topic.name {
+                    Some(name) => lookup(broker, &name.0, create, version).await,
+                    None => lookup_by_id(broker, topic.topic_id.as_bytes(), version),
+                });
+            }
+            topics
+        }
+    };
+    let response = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_topics(topics);
+    // The controller is named from version 1, the cluster id from version 2.
+    let response = if version >= 1 {
+        response.with_controller_id(node)
+    } else {
+        response
+    };
+    Some(if version >= 2 {
+        response.with_cluster_id(Some(wire(config.cluster_id.clone())))
+    } else {
+        response
+    })
+}
+
+async fn lookup(
+    broker: &Broker,
+    name: &StrBytes,
+    create: bool,
+    version: i16,
+) -> MetadataResponseTopic {
+    let found = if create {
+        broker.topic_or_create(name).await
+    } else {
+        broker
+            .topic(name)
+            .ok_or_else(|| crate::broker::unknown_topic(name))
+    };
+    match found {
+        Ok(topic) => describe(broker, &topic, version),
+        Err(error) => failed(Some(name.clone()), &error),
+    }
+}
+
+fn lookup_by_id(broker: &Broker, uuid: &[u8; 16], version: i16) -> MetadataResponseTopic {
+    match broker.topic_by_id(uuid) {
+        Some(topic) => describe(broker, &topic, version),
+        None => {
+            let error = KafkaError::new(
+                kafka_protocol::error::ResponseError::UnknownTopicId,
+                "unknown topic id",
+            );
+            failed(None, &error).with_topic_id(uuid::Uuid::from_bytes(*uuid))
+        }
+    }
+}
+
+fn failed(name: Option<StrBytes>, error: &KafkaError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(error.code())
+        .with_name(name.map(kafka_protocol::messages::TopicName))
+}
+
+fn describe(broker: &Broker, topic: &Arc<TopicMeta>, version: i16) -> MetadataResponseTopic {
+    let node = BrokerId(broker.config.node_id);
+    let partitions = (0..topic.partition_count())
+        .map(|index| {
+            let partition = MetadataResponsePartition::default()
+                .with_partition_index(i32::try_from(index).unwrap_or(i32::MAX))
+                .with_leader_id(node)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node]);
+            // Leader epochs are in the answer from version 7.
+            if version >= 7 {
+                partition.with_leader_epoch(0)
+            } else {
+                partition
+            }
+        })
+        .collect();
+    let mut response = MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&topic.name)))
+        .with_partitions(partitions);
+    if version >= 1 {
+        response = response.with_is_internal(topic.name == CONSUMER_OFFSETS_TOPIC);
+    }
+    if version >= 10 {
+        response = response.with_topic_id(uuid::Uuid::from_bytes(topic.uuid));
+    }
+    response
+}

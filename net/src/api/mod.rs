@@ -1,0 +1,153 @@
+//! The Kafka APIs: which versions are served, how a request frame is decoded and routed to
+//! its handler, and how the answer is encoded.
+//!
+//! Each handler module takes a decoded request and returns the response body; this module
+//! owns everything about headers and versions, so the version table that ApiVersions
+//! advertises is the same table that admits requests.
+
+mod api_versions;
+mod create_topics;
+mod fetch;
+mod find_coordinator;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+
+use crate::broker::Broker;
+
+/// What a connection does with a request once it has been handled.
+#[derive(Debug)]
+pub enum Answer {
+    /// Write these bytes (a whole response frame).
+    Respond(Bytes),
+    /// Nothing goes back (a produce with acks=0).
+    Silent,
+    /// The request broke the protocol: close the connection, as Kafka does.
+    Close(String),
+}
+
+/// The APIs served and the versions of each, as ApiVersions advertises them.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::FindCoordinator, 0, 5),
+];
+
+/// The versions of `key` served, if any.
+pub fn supported_versions(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(api, _, _)| *api == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// The fixed start of every request header: key, version, correlation id.
+const HEADER_PREFIX_BYTES: usize = 8;
+
+/// Decodes the request in `frame`, runs its handler, and encodes the answer.
+pub async fn handle(broker: &Broker, mut frame: Bytes) -> Answer {
+    if frame.len() < HEADER_PREFIX_BYTES {
+        return Answer::Close(format!(
+            "a request of {} bytes is shorter than a request header",
+            frame.len()
+        ));
+    }
+    let mut prefix = &frame[..HEADER_PREFIX_BYTES];
+    let (key, version, correlation_id) = (prefix.get_i16(), prefix.get_i16(), prefix.get_i32());
+    let Ok(api) = ApiKey::try_from(key) else {
+        return Answer::Close(format!("unknown API key {key}"));
+    };
+    let served = supported_versions(api);
+    if !served.is_some_and(|(min, max)| (min..=max).contains(&version)) {
+        if api == ApiKey::ApiVersions {
+            return api_versions::unsupported(correlation_id);
+        }
+        return Answer::Close(match served {
+            Some((min, max)) => {
+                format!("{api:?} version {version} is not served (versions {min} to {max} are)")
+            }
+            None => format!("{api:?} (API key {key}) is not served"),
+        });
+    }
+    let header = match RequestHeader::decode(&mut frame, api.request_header_version(version)) {
+        Ok(header) => header,
+        Err(error) => return Answer::Close(format!("malformed {api:?} request header: {error}")),
+    };
+    match route(broker, api, &header, frame).await {
+        Ok(answer) => answer,
+        Err(error) => Answer::Close(format!("malformed {api:?} v{version} request: {error}")),
+    }
+}
+
+/// Decodes the body and runs the handler of `api`.
+async fn route(
+    broker: &Broker,
+    api: ApiKey,
+    header: &RequestHeader,
+    mut body: Bytes,
+) -> anyhow::Result<Answer> {
+    let version = header.request_api_version;
+    let body = &mut body;
+    macro_rules! serve {
+        ($handler:path) => {{
+            let request = Decodable::decode(body, version)?;
+            match $handler(broker, request, version).await {
+                Some(response) => match encode(header, &response) {
+                    Ok(bytes) => Answer::Respond(bytes),
+                    Err(error) => {
+                        tracing::error!(api = ?api, version, %error, "cannot encode a response");
+                        Answer::Close(format!("encoding the {api:?} v{version} response: {error}"))
+                    }
+                },
+                None => Answer::Silent,
+            }
+        }};
+    }
+    Ok(match api {
+        ApiKey::ApiVersions => serve!(api_versions::handle),
+        ApiKey::Metadata => serve!(metadata::handle),
+        ApiKey::Produce => serve!(produce::handle),
+        ApiKey::Fetch => serve!(fetch::handle),
+        ApiKey::ListOffsets => serve!(list_offsets::handle),
+        ApiKey::CreateTopics => serve!(create_topics::handle),
+        ApiKey::FindCoordinator => serve!(find_coordinator::handle),
+        other => Answer::Close(format!("{other:?} is not served")),
+    })
+}
+
+/// A whole response frame: length, header, body.
+fn encode<R: Encodable + HeaderVersion>(
+    request: &RequestHeader,
+    response: &R,
+) -> anyhow::Result<Bytes> {
+    let version = request.request_api_version;
+    encode_frame(
+        request.correlation_id,
+        R::header_version(version),
+        response,
+        version,
+    )
+}
+
+fn encode_frame<R: Encodable>(
+    correlation_id: i32,
+    header_version: i16,
+    response: &R,
+    version: i16,
+) -> anyhow::Result<Bytes> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let len = header.compute_size(header_version)? + response.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(4 + len);
+    buf.extend_from_slice(&i32::try_from(len)?.to_be_bytes());
+    header.encode(&mut buf, header_version)?;
+    response.encode(&mut buf, version)?;
+    Ok(buf.freeze())
+}

@@ -1,0 +1,119 @@
+//! Produce: each partition's record batch is checked, sent to the shard that owns the
+//! partition and stored as sent; acks=1 and acks=all are answered once the batch is
+//! durable, acks=0 not at all.
+
+use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use strand_engine::ValidatedBatch;
+
+use crate::broker::{Broker, wire};
+use crate::kafka_errors::KafkaError;
+
+pub async fn handle(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let refusal = if !matches!(acks, -1..=1) {
+        Some(KafkaError::new(
+            ResponseError::InvalidRequiredAcks,
+            format!("acks={acks} is not one of 0, 1 and -1 (all)"),
+        ))
+    } else if request.transactional_id.is_some() {
+        Some(KafkaError::new(
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "transactions are not supported yet",
+        ))
+    } else {
+        None
+    };
+    let topics = join_all(
+        request
+            .topic_data
+            .into_iter()
+            .map(|topic| produce_topic(broker, topic, refusal.as_ref(), version)),
+    )
+    .await;
+    (acks != 0).then(|| ProduceResponse::default().with_responses(topics))
+}
+
+async fn produce_topic(
+    broker: &Broker,
+    topic: TopicProduceData,
+    refusal: Option<&KafkaError>,
+    version: i16,
+) -> TopicProduceResponse {
+    let name = topic.name.0.to_string();
+    let partitions = join_all(topic.partition_data.into_iter().map(|partition| {
+        let name = &name;
+        async move {
+            let index = partition.index;
+            let answer = match refusal {
+                Some(error) => Err(error.clone()),
+                None => produce_partition(broker, name, partition, version).await,
+            };
+            let response = match answer {
+                Ok(response) => response,
+                Err(error) => {
+                    let response =
+                        PartitionProduceResponse::default().with_error_code(error.code());
+                    // Error messages are in the answer from version 8.
+                    if version >= 8 {
+                        response.with_error_message(Some(wire(error.message)))
+                    } else {
+                        response
+                    }
+                }
+            };
+            response.with_index(index)
+        }
+    }))
+    .await;
+    TopicProduceResponse::default()
+        .with_name(topic.name)
+        .with_partition_responses(partitions)
+}
+
+async fn produce_partition(
+    broker: &Broker,
+    topic: &str,
+    partition: PartitionProduceData,
+    version: i16,
+) -> Result<PartitionProduceResponse, KafkaError> {
+    let unknown = || {
+        KafkaError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("unknown topic or partition {topic}-{}", partition.index),
+        )
+    };
+    let index = u32::try_from(partition.index).map_err(|_| unknown())?;
+    let Some(records) = partition.records else {
+        return Err(KafkaError::new(
+            ResponseError::InvalidRecord,
+            "the partition's records are null",
+        ));
+    };
+    let batch = ValidatedBatch::new(records.to_vec(), broker.config.limits.frame_bytes_max)?;
+    if batch.header().producer_id >= 0 {
+        // Idempotent producers first get an id from InitProducerId, which is not served yet.
+        return Err(KafkaError::new(
+            ResponseError::InvalidProducerIdMapping,
+            format!(
+                "producer id {} was not issued by this broker",
+                batch.header().producer_id
+            ),
+        ));
+    }
+    let stored = broker.router.append(topic, index, batch).await?;
+    let response = PartitionProduceResponse::default().with_base_offset(stored.base_offset.value());
+    // The log start offset is in the answer from version 5.
+    Ok(if version >= 5 {
+        response.with_log_start_offset(stored.log_start.value())
+    } else {
+        response
+    })
+}

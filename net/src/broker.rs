@@ -1,0 +1,102 @@
+//! What every request handler on a shard shares: the engine's router, the settings, and
+//! the shard's budget of request memory.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::sync::Semaphore;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+use strand_engine::{Router, TopicMeta, TopicSpec};
+
+use crate::config::NetConfig;
+use crate::kafka_errors::KafkaError;
+
+/// One shard's Kafka front end.
+pub struct Broker {
+    pub router: Router,
+    pub config: Rc<NetConfig>,
+    /// Bytes of requests read and not yet answered, over the shard's connections.
+    pub request_memory: Rc<Semaphore>,
+    /// Open connections on this shard.
+    pub connections: Cell<usize>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("shard", &self.router.shard())
+            .field("connections", &self.connections.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    pub fn new(router: Router, config: Rc<NetConfig>) -> Broker {
+        let budget = u64::try_from(config.limits.request_bytes_in_flight_max).unwrap_or(u64::MAX);
+        Broker {
+            router,
+            request_memory: Rc::new(Semaphore::new(budget)),
+            config,
+            connections: Cell::new(0),
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicMeta>> {
+        self.router.metadata().topic(name).cloned()
+    }
+
+    /// The topic with Kafka topic id `uuid` (KIP-516).
+    pub fn topic_by_id(&self, uuid: &[u8; 16]) -> Option<Arc<TopicMeta>> {
+        self.router
+            .metadata()
+            .topics()
+            .find(|topic| &topic.uuid == uuid)
+            .cloned()
+    }
+
+    /// The topic, created with the broker's defaults when it does not exist and
+    /// `auto.create.topics.enable` is on.
+    pub async fn topic_or_create(&self, name: &str) -> Result<Arc<TopicMeta>, KafkaError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        if !self.config.auto_create_topics {
+            return Err(unknown_topic(name));
+        }
+        let spec = TopicSpec {
+            name: name.to_string(),
+            partitions: self.config.default_partitions,
+            configs: Vec::new(),
+        };
+        match self.router.create_topic(spec).await {
+            Ok(topic) => {
+                tracing::info!(topic = name, "topic created on first use");
+                Ok(topic)
+            }
+            // Another connection created it meanwhile.
+            Err(strand_engine::TopicError::AlreadyExists { .. }) => {
+                self.topic(name).ok_or_else(|| unknown_topic(name))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+pub fn unknown_topic(name: &str) -> KafkaError {
+    KafkaError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("unknown topic {name}"),
+    )
+}
+
+/// A string for the wire.
+pub fn wire(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}
+
+pub fn topic_name(text: &str) -> TopicName {
+    TopicName(wire(text))
+}

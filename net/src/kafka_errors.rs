@@ -1,0 +1,114 @@
+//! The one place engine errors become Kafka error codes, so every API answers the same
+//! failure with the same code.
+
+use kafka_protocol::error::ResponseError;
+use strand_engine::{AppendError, BatchError, ReadError, TopicError};
+
+/// A Kafka error code with the message that explains it to a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaError {
+    pub code: ResponseError,
+    pub message: String,
+}
+
+impl KafkaError {
+    pub fn new(code: ResponseError, message: impl Into<String>) -> KafkaError {
+        KafkaError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The wire code.
+    pub fn code(&self) -> i16 {
+        self.code.code()
+    }
+}
+
+impl From<BatchError> for KafkaError {
+    fn from(error: BatchError) -> Self {
+        let code = match error {
+            BatchError::CrcMismatch { .. } => ResponseError::CorruptMessage,
+            BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
+            BatchError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
+            _ => ResponseError::InvalidRecord,
+        };
+        KafkaError::new(code, error.to_string())
+    }
+}
+
+impl From<AppendError> for KafkaError {
+    fn from(error: AppendError) -> Self {
+        let code = match error {
+            AppendError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+            AppendError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+            AppendError::Poisoned { .. } | AppendError::Offline { .. } => {
+                ResponseError::KafkaStorageError
+            }
+            AppendError::OffsetOverflow { .. } => ResponseError::InvalidRecord,
+            // Retriable: the client refreshes metadata and tries again (elsewhere, later).
+            AppendError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+            _ => ResponseError::UnknownServerError,
+        };
+        KafkaError::new(code, error.to_string())
+    }
+}
+
+impl From<ReadError> for KafkaError {
+    fn from(error: ReadError) -> Self {
+        let code = match error {
+            ReadError::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+            ReadError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            ReadError::Corrupt { .. } | ReadError::Io { .. } | ReadError::Offline { .. } => {
+                ResponseError::KafkaStorageError
+            }
+            ReadError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+            _ => ResponseError::UnknownServerError,
+        };
+        KafkaError::new(code, error.to_string())
+    }
+}
+
+impl From<TopicError> for KafkaError {
+    fn from(error: TopicError) -> Self {
+        let code = match error {
+            TopicError::AlreadyExists { .. } => ResponseError::TopicAlreadyExists,
+            TopicError::UnknownTopic { .. } => ResponseError::UnknownTopicOrPartition,
+            TopicError::InvalidName { .. } => ResponseError::InvalidTopicException,
+            TopicError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+            TopicError::InvalidConfig { .. } => ResponseError::InvalidConfig,
+            TopicError::LimitReached { .. } => ResponseError::PolicyViolation,
+            _ => ResponseError::UnknownServerError,
+        };
+        KafkaError::new(code, error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_map_to_kafka_codes() {
+        let unknown = AppendError::UnknownPartition {
+            partition: "t-9".into(),
+        };
+        assert_eq!(KafkaError::from(unknown).code(), 3);
+        let range = ReadError::OffsetOutOfRange {
+            partition: "t-0".into(),
+            requested: 50,
+            log_start: 0,
+            high_watermark: 10,
+        };
+        let error = KafkaError::from(range);
+        assert_eq!(error.code(), 1);
+        assert!(error.message.contains("50"), "{}", error.message);
+        let exists = TopicError::AlreadyExists { name: "t".into() };
+        assert_eq!(KafkaError::from(exists).code(), 36);
+        let crc = BatchError::CrcMismatch {
+            stored: 1,
+            computed: 2,
+        };
+        assert_eq!(KafkaError::from(crc).code(), 2);
+    }
+}

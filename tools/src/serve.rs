@@ -1,0 +1,186 @@
+//! `strand serve`: a single-node broker. Settings come from flags, then `STRAND_*`
+//! environment variables, then the `--config` TOML file, then the defaults.
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use strand_engine::{EngineConfig, FsyncPolicy, ShardSet};
+use strand_net::NetConfig;
+
+/// Flags of `strand serve`; each may also come from its `STRAND_*` variable.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Where clients connect [default: 127.0.0.1:9092]; port 0 picks a free port.
+    #[arg(long, env = "STRAND_LISTEN", value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// The address given to clients in Metadata [default: the listen address].
+    #[arg(long, env = "STRAND_ADVERTISED", value_name = "HOST:PORT")]
+    advertised: Option<String>,
+    /// Where topics and partitions are stored [default: ./strand-data].
+    #[arg(long, env = "STRAND_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Shards, one pinned thread each [default: one per CPU].
+    #[arg(long, env = "STRAND_CORES", value_name = "N")]
+    cores: Option<usize>,
+    /// A TOML file with any of: listen, advertised, data_dir, cores, no_fsync,
+    /// auto_create_topics, default_partitions.
+    #[arg(long, env = "STRAND_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Acknowledge writes without fdatasync: fast, and a crash loses recent messages.
+    #[arg(long, env = "STRAND_NO_FSYNC")]
+    no_fsync: bool,
+}
+
+/// The `--config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    advertised: Option<String>,
+    data_dir: Option<PathBuf>,
+    cores: Option<usize>,
+    no_fsync: Option<bool>,
+    auto_create_topics: Option<bool>,
+    default_partitions: Option<u32>,
+}
+
+/// Everything `serve` needs, merged.
+#[derive(Debug)]
+pub struct Settings {
+    pub engine: EngineConfig,
+    pub net: NetConfig,
+}
+
+impl ServeArgs {
+    /// Merges flags (and their environment variables) over the config file and defaults.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_config(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = self
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let listen = resolve(&listen).context("--listen")?;
+        let listen = if listen.port() == 0 {
+            free_port(listen)?
+        } else {
+            listen
+        };
+        let mut net = NetConfig::new(listen);
+        if let Some(advertised) = self.advertised.clone().or(file.advertised) {
+            let (host, port) = split_host_port(&advertised).context("--advertised")?;
+            net.advertised_host = host;
+            net.advertised_port = port;
+        }
+        if let Some(auto) = file.auto_create_topics {
+            net.auto_create_topics = auto;
+        }
+        if let Some(partitions) = file.default_partitions {
+            net.default_partitions = partitions;
+        }
+        net.validate().map_err(anyhow::Error::msg)?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("strand-data"));
+        let mut engine = EngineConfig::new(data_dir);
+        if let Some(cores) = self.cores.or(file.cores) {
+            engine.shard_count = cores;
+        }
+        if self.no_fsync || file.no_fsync == Some(true) {
+            engine.fsync = FsyncPolicy::UnsafeNoFsync;
+        }
+        engine.validate().map_err(anyhow::Error::msg)?;
+        Ok(Settings { engine, net })
+    }
+}
+
+fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
+    address
+        .to_socket_addrs()
+        .with_context(|| format!("{address:?} is not a HOST:PORT address"))?
+        .next()
+        .with_context(|| format!("{address:?} resolves to no address"))
+}
+
+fn split_host_port(address: &str) -> anyhow::Result<(String, u16)> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        bail!("{address:?} is not HOST:PORT");
+    };
+    let port = port
+        .parse()
+        .with_context(|| format!("{port:?} in {address:?} is not a port number"))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+/// Port 0: every shard must listen on the same port, so one is chosen here.
+fn free_port(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let probe = TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    Ok(probe.local_addr()?)
+}
+
+/// Runs the broker until SIGTERM or SIGINT, then shuts down cleanly.
+pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let Settings { engine, net } = args.settings()?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    let shards = engine.shard_count;
+    let data_dir = engine.data_dir.clone();
+    let (ready_tx, ready_rx) = flume::bounded(shards);
+    let net = std::sync::Arc::new(net);
+    let front_end_net = net.clone();
+    let set = ShardSet::start(engine, move |router| {
+        let config = Rc::new((*front_end_net).clone());
+        strand_net::serve(router, config, ready_tx.clone())
+    })
+    .context("starting the shards")?;
+    for _ in 0..shards {
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(_)) => {}
+            Ok(Err(reason)) => {
+                let _ = set.shutdown();
+                bail!("{reason}");
+            }
+            Err(_) => {
+                let _ = set.shutdown();
+                bail!("a shard did not start listening within 30 s");
+            }
+        }
+    }
+    tracing::info!(
+        listen = %net.listen,
+        advertised = format!("{}:{}", net.advertised_host, net.advertised_port),
+        shards,
+        data_dir = %data_dir.display(),
+        "strand is serving Kafka"
+    );
+    loop {
+        if let Some(signal) = signals.pending().next() {
+            tracing::info!(signal, "shutting down");
+            break;
+        }
+        if !set.all_running() {
+            let _ = set.shutdown();
+            bail!("a shard stopped unexpectedly; see the log above");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let summary = set.shutdown().context("shutting down")?;
+    tracing::info!(?summary, "stopped");
+    Ok(())
+}

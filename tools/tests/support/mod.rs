@@ -1,0 +1,117 @@
+//! Real `strand serve` processes for integration tests: each on a free port with its own
+//! data directory, killed when the guard drops, whatever path the test takes.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+
+/// A running broker; SIGKILLed on drop unless stopped first.
+pub struct Broker {
+    child: Option<Child>,
+    port: u16,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    /// A broker on a fresh data directory.
+    pub fn start() -> Broker {
+        let temp = tempfile::tempdir().expect("temporary directory");
+        let mut broker = Broker::start_in(temp.path());
+        broker._temp = Some(temp);
+        broker
+    }
+
+    /// A broker on `data_dir`, which the caller keeps.
+    pub fn start_in(data_dir: &Path) -> Broker {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_strand"))
+            .args(["serve", "--cores", "2", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("STRAND_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting strand serve");
+        let broker = Broker {
+            child: Some(child),
+            port,
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+        };
+        broker.wait_until_listening();
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A librdkafka configuration pointed at this broker.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.bootstrap())
+            .set("message.timeout.ms", "30000")
+            .set("socket.timeout.ms", "30000");
+        config
+    }
+
+    /// SIGTERM, then waits for a clean exit; panics if the broker fails to stop in time.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().expect("running broker");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for the broker") {
+                assert!(status.success(), "broker exited with {status}");
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_until_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "broker did not listen within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    listener.local_addr().expect("local address").port()
+}
