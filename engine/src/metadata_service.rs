@@ -79,14 +79,17 @@ pub(crate) enum MetadataRequest {
         name: String,
         reply: Reply<Result<(), TopicError>>,
     },
+    /// `dry_run` checks the change and answers what it would make, changing nothing.
     CreatePartitions {
         name: String,
         total: u32,
+        dry_run: bool,
         reply: Reply<Result<Arc<TopicMeta>, TopicError>>,
     },
     AlterConfig {
         name: String,
         changes: Vec<ConfigChange>,
+        dry_run: bool,
         reply: Reply<Result<Arc<TopicMeta>, TopicError>>,
     },
 }
@@ -122,15 +125,21 @@ impl MetadataService {
                 MetadataRequest::DeleteTopic { name, reply } => {
                     let _ = reply.send(self.delete_topic(&name).await);
                 }
-                MetadataRequest::CreatePartitions { name, total, reply } => {
-                    let _ = reply.send(self.create_partitions(&name, total).await);
+                MetadataRequest::CreatePartitions {
+                    name,
+                    total,
+                    dry_run,
+                    reply,
+                } => {
+                    let _ = reply.send(self.create_partitions(&name, total, dry_run).await);
                 }
                 MetadataRequest::AlterConfig {
                     name,
                     changes,
+                    dry_run,
                     reply,
                 } => {
-                    let _ = reply.send(self.alter_config(&name, &changes).await);
+                    let _ = reply.send(self.alter_config(&name, &changes, dry_run).await);
                 }
             }
         }
@@ -197,6 +206,7 @@ impl MetadataService {
         &mut self,
         name: &str,
         total: u32,
+        dry_run: bool,
     ) -> Result<Arc<TopicMeta>, TopicError> {
         let topic = self
             .current
@@ -215,6 +225,9 @@ impl MetadataService {
         self.check_partition_budget(name, existing, total)?;
         let mut grown = TopicMeta::clone(topic);
         grown.partitions.extend(self.place(total - existing));
+        if dry_run {
+            return Ok(Arc::new(grown));
+        }
         self.commit(self.current.with_topic(grown.clone())).await?;
         Ok(Arc::new(grown))
     }
@@ -223,6 +236,7 @@ impl MetadataService {
         &mut self,
         name: &str,
         changes: &[ConfigChange],
+        dry_run: bool,
     ) -> Result<Arc<TopicMeta>, TopicError> {
         let topic = self
             .current
@@ -244,6 +258,9 @@ impl MetadataService {
             })?;
         }
         self.check_config(name, &altered.config)?;
+        if dry_run {
+            return Ok(Arc::new(altered));
+        }
         self.commit(self.current.with_topic(altered.clone()))
             .await?;
         Ok(Arc::new(altered))

@@ -191,12 +191,16 @@ impl Router {
         name: &str,
         total: u32,
     ) -> Result<Arc<TopicMeta>, TopicError> {
-        self.admin(|reply| MetadataRequest::CreatePartitions {
-            name: name.into(),
-            total,
-            reply,
-        })
-        .await
+        self.grow(name, total, false).await
+    }
+
+    /// The topic as growing it to `total` partitions would make it; changes nothing.
+    pub async fn validate_partitions(
+        &self,
+        name: &str,
+        total: u32,
+    ) -> Result<Arc<TopicMeta>, TopicError> {
+        self.grow(name, total, true).await
     }
 
     pub async fn alter_topic_config(
@@ -204,9 +208,43 @@ impl Router {
         name: &str,
         changes: Vec<ConfigChange>,
     ) -> Result<Arc<TopicMeta>, TopicError> {
+        self.alter(name, changes, false).await
+    }
+
+    /// The topic as `changes` would make it; changes nothing.
+    pub async fn validate_topic_config(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+    ) -> Result<Arc<TopicMeta>, TopicError> {
+        self.alter(name, changes, true).await
+    }
+
+    async fn grow(
+        &self,
+        name: &str,
+        total: u32,
+        dry_run: bool,
+    ) -> Result<Arc<TopicMeta>, TopicError> {
+        self.admin(|reply| MetadataRequest::CreatePartitions {
+            name: name.into(),
+            total,
+            dry_run,
+            reply,
+        })
+        .await
+    }
+
+    async fn alter(
+        &self,
+        name: &str,
+        changes: Vec<ConfigChange>,
+        dry_run: bool,
+    ) -> Result<Arc<TopicMeta>, TopicError> {
         self.admin(|reply| MetadataRequest::AlterConfig {
             name: name.into(),
             changes,
+            dry_run,
             reply,
         })
         .await

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use strand_engine::TopicConfig;
+
 /// The Kafka listener's settings, shared by every shard.
 #[derive(Clone, Debug)]
 pub struct NetConfig {
@@ -21,6 +23,9 @@ pub struct NetConfig {
     pub auto_create_topics: bool,
     /// Partitions of an automatically created topic (Kafka's `num.partitions`).
     pub default_partitions: u32,
+    /// The engine's topic defaults, so DescribeConfigs can tell a topic's own settings
+    /// from the broker's.
+    pub topic_defaults: TopicConfig,
     pub limits: NetLimits,
 }
 
@@ -70,6 +75,7 @@ impl NetConfig {
             cluster_id: "strand-cluster".into(),
             auto_create_topics: true,
             default_partitions: 1,
+            topic_defaults: TopicConfig::default(),
             limits: NetLimits::default(),
         }
     }

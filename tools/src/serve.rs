@@ -100,6 +100,7 @@ impl ServeArgs {
             engine.fsync = FsyncPolicy::UnsafeNoFsync;
         }
         engine.validate().map_err(anyhow::Error::msg)?;
+        net.topic_defaults = engine.topic_defaults.clone();
         Ok(Settings { engine, net })
     }
 }

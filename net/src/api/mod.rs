@@ -6,7 +6,11 @@
 //! advertises is the same table that admits requests.
 
 mod api_versions;
+mod configs;
+mod create_partitions;
 mod create_topics;
+mod delete_topics;
+mod describe_cluster;
 mod fetch;
 mod find_coordinator;
 mod list_offsets;
@@ -39,6 +43,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
 
 /// The versions of `key` served, if any.
@@ -119,6 +129,12 @@ async fn route(
         ApiKey::ListOffsets => serve!(list_offsets::handle),
         ApiKey::CreateTopics => serve!(create_topics::handle),
         ApiKey::FindCoordinator => serve!(find_coordinator::handle),
+        ApiKey::DeleteTopics => serve!(delete_topics::handle),
+        ApiKey::CreatePartitions => serve!(create_partitions::handle),
+        ApiKey::DescribeConfigs => serve!(configs::describe),
+        ApiKey::AlterConfigs => serve!(configs::alter),
+        ApiKey::IncrementalAlterConfigs => serve!(configs::alter_incrementally),
+        ApiKey::DescribeCluster => serve!(describe_cluster::handle),
         other => Answer::Close(format!("{other:?} is not served")),
     })
 }

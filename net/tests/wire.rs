@@ -1,0 +1,111 @@
+//! APIs no client library in the test suite calls, spoken as raw frames.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::Write;
+
+use bytes::Buf;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest,
+    DescribeClusterResponse,
+};
+use kafka_protocol::protocol::Decodable;
+use support::{connect, frame, limits, read_response, start};
+
+#[test]
+fn describe_cluster_names_this_node_as_broker_and_controller() {
+    let listener = start(limits());
+    let mut stream = connect(&listener);
+    stream
+        .write_all(&frame(
+            ApiKey::DescribeCluster,
+            1,
+            &DescribeClusterRequest::default(),
+        ))
+        .unwrap();
+    let mut response = bytes::Bytes::from(read_response(&mut stream).unwrap());
+    assert_eq!(response.get_i32(), 7);
+    // DescribeCluster answers with a flexible header: skip its empty tagged fields.
+    assert_eq!(response.get_u8(), 0);
+    let cluster = DescribeClusterResponse::decode(&mut response, 1).unwrap();
+    assert_eq!(cluster.error_code, 0);
+    assert_eq!(cluster.controller_id.0, 0);
+    assert_eq!(cluster.brokers.len(), 1);
+    assert_eq!(cluster.brokers[0].port, i32::from(listener.address.port()));
+}
+
+#[test]
+fn api_versions_lists_each_served_api_once_with_a_valid_range() {
+    let listener = start(limits());
+    let mut stream = connect(&listener);
+    stream
+        .write_all(&frame(
+            ApiKey::ApiVersions,
+            3,
+            &ApiVersionsRequest::default(),
+        ))
+        .unwrap();
+    let mut response = bytes::Bytes::from(read_response(&mut stream).unwrap());
+    assert_eq!(response.get_i32(), 7);
+    let versions = ApiVersionsResponse::decode(&mut response, 3).unwrap();
+    let mut keys: Vec<i16> = versions.api_keys.iter().map(|api| api.api_key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        versions.api_keys.len(),
+        "an API is listed twice"
+    );
+    for api in &versions.api_keys {
+        let key = ApiKey::try_from(api.api_key).unwrap();
+        let known = key.valid_versions();
+        assert!(api.min_version <= api.max_version, "{key:?}");
+        assert!(
+            known.min <= api.min_version && api.max_version <= known.max,
+            "{key:?} advertises versions the protocol crate cannot decode"
+        );
+    }
+}
+
+#[test]
+fn alter_configs_refuses_an_invalid_value_and_keeps_the_old_one() {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{
+        AlterConfigsRequest, AlterConfigsResponse, CreateTopicsRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let listener = start(limits());
+    let mut stream = connect(&listener);
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("configured")))
+        .with_num_partitions(1)
+        .with_replication_factor(1);
+    let create = CreateTopicsRequest::default()
+        .with_topics(vec![topic])
+        .with_timeout_ms(5000);
+    stream
+        .write_all(&frame(ApiKey::CreateTopics, 4, &create))
+        .unwrap();
+    assert!(read_response(&mut stream).is_some());
+    let alter = AlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("configured"))
+            .with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.bytes"))
+                    .with_value(Some(StrBytes::from_static_str("lots"))),
+            ]),
+    ]);
+    stream
+        .write_all(&frame(ApiKey::AlterConfigs, 1, &alter))
+        .unwrap();
+    let mut response = bytes::Bytes::from(read_response(&mut stream).unwrap());
+    assert_eq!(response.get_i32(), 7);
+    let altered = AlterConfigsResponse::decode(&mut response, 1).unwrap();
+    assert_eq!(altered.responses[0].error_code, 40, "INVALID_CONFIG");
+}
