@@ -109,3 +109,57 @@ fn alter_configs_refuses_an_invalid_value_and_keeps_the_old_one() {
     let altered = AlterConfigsResponse::decode(&mut response, 1).unwrap();
     assert_eq!(altered.responses[0].error_code, 40, "INVALID_CONFIG");
 }
+
+#[test]
+fn offset_for_leader_epoch_ends_epoch_0_at_the_high_watermark() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{
+        MetadataRequest, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
+        metadata_request::MetadataRequestTopic,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let listener = start(limits());
+    let mut stream = connect(&listener);
+    // Metadata creates the topic (auto-creation is on).
+    let name = TopicName(StrBytes::from_static_str("epochs"));
+    let metadata = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name.clone())),
+        ]))
+        .with_allow_auto_topic_creation(true);
+    stream
+        .write_all(&frame(ApiKey::Metadata, 9, &metadata))
+        .unwrap();
+    assert!(read_response(&mut stream).is_some());
+    let partition = |current: i32, epoch: i32| {
+        OffsetForLeaderPartition::default()
+            .with_partition(0)
+            .with_current_leader_epoch(current)
+            .with_leader_epoch(epoch)
+    };
+    let request = OffsetForLeaderEpochRequest::default().with_topics(vec![
+        OffsetForLeaderTopic::default()
+            .with_topic(name)
+            .with_partitions(vec![partition(0, 0), partition(-1, 3), partition(5, 0)]),
+    ]);
+    stream
+        .write_all(&frame(ApiKey::OffsetForLeaderEpoch, 3, &request))
+        .unwrap();
+    let mut response = bytes::Bytes::from(read_response(&mut stream).unwrap());
+    assert_eq!(response.get_i32(), 7);
+    let answer = OffsetForLeaderEpochResponse::decode(&mut response, 3).unwrap();
+    let partitions = &answer.topics[0].partitions;
+    assert_eq!(
+        (partitions[0].error_code, partitions[0].leader_epoch),
+        (0, 0)
+    );
+    assert_eq!(partitions[0].end_offset, 0);
+    assert_eq!(
+        (partitions[1].leader_epoch, partitions[1].end_offset),
+        (0, 0)
+    );
+    assert_eq!(partitions[2].error_code, 75, "UNKNOWN_LEADER_EPOCH");
+}

@@ -51,7 +51,7 @@ async fn list_partition(
             let response = response.with_offset(offset).with_timestamp(timestamp);
             // Leader epochs are in the answer from version 4.
             if version >= 4 {
-                response.with_leader_epoch(0)
+                response.with_leader_epoch(super::offset_for_leader_epoch::LEADER_EPOCH)
             } else {
                 response
             }

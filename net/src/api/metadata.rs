@@ -118,7 +118,7 @@ fn describe(broker: &Broker, topic: &Arc<TopicMeta>, version: i16) -> MetadataRe
                 .with_isr_nodes(vec![node]);
             // Leader epochs are in the answer from version 7.
             if version >= 7 {
-                partition.with_leader_epoch(0)
+                partition.with_leader_epoch(super::offset_for_leader_epoch::LEADER_EPOCH)
             } else {
                 partition
             }

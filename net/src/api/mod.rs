@@ -15,6 +15,7 @@ mod fetch;
 mod find_coordinator;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -49,6 +50,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The versions of `key` served, if any.
@@ -135,6 +137,7 @@ async fn route(
         ApiKey::AlterConfigs => serve!(configs::alter),
         ApiKey::IncrementalAlterConfigs => serve!(configs::alter_incrementally),
         ApiKey::DescribeCluster => serve!(describe_cluster::handle),
+        ApiKey::OffsetForLeaderEpoch => serve!(offset_for_leader_epoch::handle),
         other => Answer::Close(format!("{other:?} is not served")),
     })
 }
