@@ -9,6 +9,7 @@ use crate::config::{ConfigError, EngineConfig, TopicConfig};
 use crate::ids::{ShardId, TopicId};
 use crate::metadata::{MetadataSnapshot, TopicMeta, colliding_topic, validate_topic_name};
 use crate::metadata_store;
+use crate::producer_ids::ProducerIds;
 use crate::request::{Reply, ShardRequest};
 
 /// A topic to create.
@@ -92,12 +93,18 @@ pub(crate) enum MetadataRequest {
         dry_run: bool,
         reply: Reply<Result<Arc<TopicMeta>, TopicError>>,
     },
+    /// A producer id never handed out before (Kafka's InitProducerId).
+    AllocateProducerId {
+        reply: Reply<Result<i64, TopicError>>,
+    },
 }
 
 pub(crate) struct MetadataService {
     config: Rc<EngineConfig>,
     current: Arc<MetadataSnapshot>,
     shards: Vec<flume::Sender<ShardRequest>>,
+    /// Loaded on first use.
+    producer_ids: Option<ProducerIds>,
 }
 
 impl MetadataService {
@@ -110,6 +117,7 @@ impl MetadataService {
             config,
             current,
             shards,
+            producer_ids: None,
         }
     }
 
@@ -118,6 +126,9 @@ impl MetadataService {
             match request {
                 MetadataRequest::CreateTopic { spec, reply } => {
                     let _ = reply.send(self.create_topic(spec).await);
+                }
+                MetadataRequest::AllocateProducerId { reply } => {
+                    let _ = reply.send(self.allocate_producer_id().await);
                 }
                 MetadataRequest::ValidateTopic { spec, reply } => {
                     let _ = reply.send(self.plan_topic(spec).map(Arc::new));
@@ -193,6 +204,36 @@ impl MetadataService {
             name,
             config,
         })
+    }
+
+    async fn allocate_producer_id(&mut self) -> Result<i64, TopicError> {
+        let data_dir = self.config.data_dir.clone();
+        let storage = |detail: String| TopicError::Storage { detail };
+        let mut ids = match self.producer_ids {
+            Some(ids) => ids,
+            None => {
+                let dir = data_dir.clone();
+                glommio::executor()
+                    .spawn_blocking(move || ProducerIds::load(&dir))
+                    .await
+                    .map_err(storage)?
+            }
+        };
+        let id = match ids.take() {
+            Some(id) => id,
+            None => {
+                let end = ids.next_block_end();
+                glommio::executor()
+                    .spawn_blocking(move || crate::producer_ids::store(&data_dir, end))
+                    .await
+                    .map_err(|error| storage(format!("reserving producer ids: {error}")))?;
+                ids.reserved(end);
+                ids.take()
+                    .ok_or_else(|| storage("producer ids exhausted".into()))?
+            }
+        };
+        self.producer_ids = Some(ids);
+        Ok(id)
     }
 
     async fn delete_topic(&mut self, name: &str) -> Result<(), TopicError> {

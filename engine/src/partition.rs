@@ -11,6 +11,7 @@ use crate::group_commit::{FileTarget, FlushOutcome, FlushPlan, Seal, SegmentFlus
 use crate::ids::PartitionId;
 use crate::index_file::IndexKind;
 use crate::offset::Offset;
+use crate::producer_state::{ProducerStates, SequenceCheck, SequenceError};
 use crate::retention::{SegmentFacts, segments_to_delete};
 use crate::segment::{READ_CHUNK_BYTES, Segment, SegmentCursor, SegmentReadError};
 
@@ -46,6 +47,11 @@ pub enum AppendError {
     Offline { partition: String, reason: String },
     #[error("partition {partition} cannot take {records} more records: offsets would pass 2^63")]
     OffsetOverflow { partition: String, records: u64 },
+    #[error("partition {partition}: {error}")]
+    Sequence {
+        partition: String,
+        error: SequenceError,
+    },
     #[error("the broker is shutting down")]
     ShuttingDown,
 }
@@ -133,6 +139,17 @@ pub struct PartitionLog {
     poisoned: Option<String>,
     /// Segments retention removed whose files wait for the new active segment's file.
     deletions_waiting: Vec<Segment>,
+    /// Idempotent producers' epochs and recent batches.
+    producers: ProducerStates,
+}
+
+/// What an append did.
+#[derive(Debug)]
+pub enum Appended {
+    /// Stored at the offsets the batch now carries (durable after its commit).
+    Stored(ValidatedBatch),
+    /// An idempotent producer's retry of a batch already stored at these offsets.
+    Duplicate { base: Offset, last: Offset },
 }
 
 /// Everything [`PartitionLog::assemble`] needs from the code that opened the partition.
@@ -198,6 +215,7 @@ impl PartitionLog {
             unflushed_batches: 0,
             poisoned: None,
             deletions_waiting: Vec::new(),
+            producers: ProducerStates::default(),
         }
     }
 
@@ -300,7 +318,7 @@ impl PartitionLog {
         mut batch: ValidatedBatch,
         leader_epoch: i32,
         now_ms: i64,
-    ) -> Result<ValidatedBatch, AppendError> {
+    ) -> Result<Appended, AppendError> {
         if let Some(reason) = &self.poisoned {
             return Err(AppendError::Poisoned {
                 partition: self.label.clone(),
@@ -324,16 +342,41 @@ impl PartitionLog {
             let (partition, records) = (self.label.clone(), batch.record_count());
             return Err(AppendError::OffsetOverflow { partition, records });
         }
+        let check =
+            self.producers
+                .check(batch.header())
+                .map_err(|error| AppendError::Sequence {
+                    partition: self.label.clone(),
+                    error,
+                })?;
+        if let SequenceCheck::Duplicate { base, last } = check {
+            return Ok(Appended::Duplicate { base, last });
+        }
         if self.should_roll(&batch, now_ms) {
             self.roll(now_ms);
         }
-        batch.assign(self.next_offset, leader_epoch);
+        let base = self.next_offset;
+        batch.assign(base, leader_epoch);
         let active = self.active_mut();
         active.append(batch.header(), batch.bytes(), now_ms);
         self.next_offset = batch.last_offset().plus(1);
         self.unflushed_bytes += batch.len();
         self.unflushed_batches += 1;
-        Ok(batch)
+        self.producers
+            .record(batch.header(), base, batch.last_offset());
+        Ok(Appended::Stored(batch))
+    }
+
+    /// The idempotent producers' state, for replaying stored batches into it when the
+    /// partition opens.
+    pub fn producers_mut(&mut self) -> &mut ProducerStates {
+        &mut self.producers
+    }
+
+    /// A snapshot of the producer state that is durable now, and the offset it covers.
+    pub fn producer_snapshot(&self) -> (Vec<u8>, Offset) {
+        let end = self.durable_end;
+        (self.producers.durable(end).encode(end), end)
     }
 
     /// The next group commit: everything appended since the last one, plus seals of rolled

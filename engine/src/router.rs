@@ -177,6 +177,12 @@ impl Router {
             .await
     }
 
+    /// A producer id for an idempotent producer, never handed out before on this broker.
+    pub async fn allocate_producer_id(&self) -> Result<i64, TopicError> {
+        self.admin(|reply| MetadataRequest::AllocateProducerId { reply })
+            .await
+    }
+
     pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         self.admin(|reply| MetadataRequest::DeleteTopic {
             name: name.into(),

@@ -30,12 +30,15 @@ use crate::ids::{PartitionId, ShardId};
 use crate::layout;
 use crate::metadata::{MetadataSnapshot, TopicMeta, partition_label};
 use crate::offset::Offset;
-use crate::partition::{AppendError, PartitionLog, ReadError, ReadStart};
+use crate::partition::{AppendError, Appended, PartitionLog, ReadError, ReadStart};
 use crate::recovery::{PartitionSpec, RecoveryReport, open_partition};
 use crate::request::{
     AppendOutcome, ReadOutcome, Reply, ShardControl, ShardRequest, ShardStats, ShutdownReport,
 };
 use crate::segment::{find_by_timestamp, read_batches};
+
+/// Producer snapshots one housekeeping tick may start.
+const SNAPSHOTS_PER_TICK_MAX: usize = 16;
 
 /// An append waiting for its group commit.
 #[derive(Debug)]
@@ -49,6 +52,28 @@ struct AppendWaiter {
 struct PartitionSlot {
     log: PartitionLog,
     commit: GroupCommit<AppendWaiter>,
+    /// Retried idempotent batches whose original is not durable yet; answered with it.
+    retries: Vec<AppendWaiter>,
+    /// The offset the last producer snapshot covers.
+    snapshot_end: Offset,
+}
+
+impl PartitionSlot {
+    fn new(log: PartitionLog, snapshot_end: Offset) -> PartitionSlot {
+        PartitionSlot {
+            log,
+            commit: GroupCommit::default(),
+            retries: Vec::new(),
+            snapshot_end,
+        }
+    }
+
+    /// Every waiting append and retry, for failing them all.
+    fn drain_waiters(&mut self) -> Vec<AppendWaiter> {
+        let mut waiters = self.commit.drain();
+        waiters.append(&mut self.retries);
+        waiters
+    }
 }
 
 /// One shard's state.
@@ -273,7 +298,20 @@ impl Shard {
             return;
         };
         match slot.log.append(batch, leader_epoch, now_ms()) {
-            Ok(stored) => {
+            Ok(Appended::Duplicate { base, last }) => {
+                let offsets = slot.log.offsets();
+                if last < offsets.high_watermark {
+                    let answer = AppendOutcome {
+                        base_offset: base,
+                        last_offset: last,
+                        log_start: offsets.log_start,
+                    };
+                    let _ = reply.send(Ok(answer));
+                } else {
+                    slot.retries.push(AppendWaiter { reply, base, last });
+                }
+            }
+            Ok(Appended::Stored(stored)) => {
                 let (base, last) = (stored.base_offset(), stored.last_offset());
                 self.pending_write_bytes += stored.len();
                 slot.commit.wait(last, AppendWaiter { reply, base, last });
@@ -336,12 +374,25 @@ impl Shard {
             };
             let _ = waiter.reply.send(Ok(answer));
         }
+        let (durable, waiting): (Vec<AppendWaiter>, Vec<AppendWaiter>) =
+            std::mem::take(&mut slot.retries)
+                .into_iter()
+                .partition(|retry| retry.last < offsets.high_watermark);
+        slot.retries = waiting;
+        for retry in durable {
+            let answer = AppendOutcome {
+                base_offset: retry.base,
+                last_offset: retry.last,
+                log_start: offsets.log_start,
+            };
+            let _ = retry.reply.send(Ok(answer));
+        }
         if let Some(reason) = slot.log.poisoned() {
             let error = AppendError::Poisoned {
                 partition: slot.log.label().to_string(),
                 reason: reason.to_string(),
             };
-            for waiter in slot.commit.drain() {
+            for waiter in slot.drain_waiters() {
                 let _ = waiter.reply.send(Err(error.clone()));
             }
             self.cache.remove_partition(partition);
@@ -461,6 +512,28 @@ impl Shard {
             self.start_flush(partition);
             self.start_deletions(partition);
         }
+        self.snapshot_producers();
+    }
+
+    /// Saves the producer state of partitions that moved on since their last snapshot, a
+    /// few per tick, so a restart after a crash replays little of the log.
+    fn snapshot_producers(&mut self) {
+        let mut started = 0;
+        for slot in self.partitions.values_mut() {
+            if started == SNAPSHOTS_PER_TICK_MAX {
+                break;
+            }
+            let high_watermark = slot.log.offsets().high_watermark;
+            if high_watermark <= slot.snapshot_end || slot.log.poisoned().is_some() {
+                continue;
+            }
+            let (bytes, end) = slot.log.producer_snapshot();
+            slot.snapshot_end = end;
+            let dir = slot.log.dir().to_path_buf();
+            self.jobs
+                .push(crate::producer_restore::store_job(dir, bytes));
+            started += 1;
+        }
     }
 
     fn start_deletions(&mut self, partition: PartitionId) {
@@ -561,15 +634,17 @@ impl Shard {
                 .map_err(|error| error.to_string()),
             Err(error) => Err(format!("creating {}: {error}", dir.display())),
         };
+        let opened = match opened {
+            Ok((mut log, report)) => match crate::producer_restore::restore(&mut log).await {
+                Ok(snapshot_end) => Ok((log, report, snapshot_end)),
+                Err(error) => Err(format!("restoring producer state: {error}")),
+            },
+            Err(reason) => Err(reason),
+        };
         match opened {
-            Ok((log, report)) => {
-                self.partitions.insert(
-                    partition,
-                    PartitionSlot {
-                        log,
-                        commit: GroupCommit::default(),
-                    },
-                );
+            Ok((log, report, snapshot_end)) => {
+                self.partitions
+                    .insert(partition, PartitionSlot::new(log, snapshot_end));
                 Some(report)
             }
             Err(reason) => {
@@ -589,7 +664,7 @@ impl Shard {
         let error = AppendError::UnknownPartition {
             partition: slot.log.label().to_string(),
         };
-        for waiter in slot.commit.drain() {
+        for waiter in slot.drain_waiters() {
             let _ = waiter.reply.send(Err(error.clone()));
         }
         self.cache.remove_partition(partition);
@@ -644,6 +719,15 @@ impl Shard {
                 closes.push((slot.log.label().to_string(), plan.execute()));
             }
         }
+        let snapshots: Vec<_> = self
+            .partitions
+            .values()
+            .filter(|slot| slot.log.poisoned().is_none())
+            .map(|slot| {
+                let (bytes, _) = slot.log.producer_snapshot();
+                crate::producer_restore::store_job(slot.log.dir().to_path_buf(), bytes)
+            })
+            .collect();
         let (labels, plans): (Vec<String>, Vec<_>) = closes.into_iter().unzip();
         for (label, outcome) in labels
             .into_iter()
@@ -653,6 +737,7 @@ impl Shard {
                 report.failures.push((label, reason));
             }
         }
+        futures::future::join_all(snapshots).await;
         report.partitions_closed = self.partitions.len() - report.failures.len();
         for (label, reason) in self.offline.values() {
             report.failures.push((label.clone(), reason.clone()));

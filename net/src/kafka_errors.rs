@@ -2,6 +2,7 @@
 //! failure with the same code.
 
 use kafka_protocol::error::ResponseError;
+use strand_engine::producer_state::SequenceError;
 use strand_engine::{AppendError, BatchError, ReadError, TopicError};
 
 /// A Kafka error code with the message that explains it to a person.
@@ -46,6 +47,10 @@ impl From<AppendError> for KafkaError {
                 ResponseError::KafkaStorageError
             }
             AppendError::OffsetOverflow { .. } => ResponseError::InvalidRecord,
+            AppendError::Sequence { error, .. } => match error {
+                SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
+                SequenceError::Fenced { .. } => ResponseError::InvalidProducerEpoch,
+            },
             // Retriable: the client refreshes metadata and tries again (elsewhere, later).
             AppendError::ShuttingDown => ResponseError::NotLeaderOrFollower,
             _ => ResponseError::UnknownServerError,

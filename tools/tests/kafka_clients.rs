@@ -413,3 +413,38 @@ fn topics_are_described_altered_grown_and_deleted() {
     let all = consumer.fetch_metadata(None, WAIT).unwrap();
     assert!(all.topics().is_empty(), "deleted topic still listed");
 }
+
+#[test]
+fn an_idempotent_producer_stores_each_message_once() {
+    let broker = Broker::start();
+    let count = 20_000;
+    let sent: Vec<Sent> = (0..count)
+        .map(|i| Sent {
+            key: Some(format!("k{}", i % 10).into_bytes()),
+            value: Some(format!("{i:06}").into_bytes()),
+            headers: Vec::new(),
+            timestamp: None,
+        })
+        .collect();
+    let settings = [
+        ("enable.idempotence", "true"),
+        ("acks", "all"),
+        ("max.in.flight.requests.per.connection", "5"),
+        ("batch.num.messages", "100"),
+    ];
+    produce(&broker, "exactly-once", &sent, &settings);
+    produce(&broker, "exactly-once", &sent[..100], &settings);
+    let messages = consume(&broker, "exactly-once", count + 100);
+    let values: Vec<&[u8]> = messages.iter().map(|m| m.payload().unwrap()).collect();
+    for (at, value) in values.iter().enumerate() {
+        let expected = sent[at % count].value.as_deref().unwrap();
+        assert_eq!(*value, expected, "message {at}");
+    }
+    let consumer: BaseConsumer = broker.client_config().create().unwrap();
+    let (_, high) = consumer.fetch_watermarks("exactly-once", 0, WAIT).unwrap();
+    assert_eq!(
+        high,
+        i64::try_from(count + 100).unwrap(),
+        "no duplicates were stored"
+    );
+}

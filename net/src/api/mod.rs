@@ -13,6 +13,7 @@ mod delete_topics;
 mod describe_cluster;
 mod fetch;
 mod find_coordinator;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
@@ -51,6 +52,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The versions of `key` served, if any.
@@ -138,6 +140,7 @@ async fn route(
         ApiKey::IncrementalAlterConfigs => serve!(configs::alter_incrementally),
         ApiKey::DescribeCluster => serve!(describe_cluster::handle),
         ApiKey::OffsetForLeaderEpoch => serve!(offset_for_leader_epoch::handle),
+        ApiKey::InitProducerId => serve!(init_producer_id::handle),
         other => Answer::Close(format!("{other:?} is not served")),
     })
 }

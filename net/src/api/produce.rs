@@ -98,14 +98,10 @@ async fn produce_partition(
         ));
     };
     let batch = ValidatedBatch::new(records.to_vec(), broker.config.limits.frame_bytes_max)?;
-    if batch.header().producer_id >= 0 {
-        // Idempotent producers first get an id from InitProducerId, which is not served yet.
+    if batch.header().is_transactional() {
         return Err(KafkaError::new(
-            ResponseError::InvalidProducerIdMapping,
-            format!(
-                "producer id {} was not issued by this broker",
-                batch.header().producer_id
-            ),
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "transactional batches are not supported yet",
         ));
     }
     let stored = broker.router.append(topic, index, batch).await?;
