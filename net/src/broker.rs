@@ -12,6 +12,8 @@ use kafka_protocol::protocol::StrBytes;
 use strand_engine::{Router, TopicMeta, TopicSpec};
 
 use crate::config::NetConfig;
+use crate::groups::coordinator::Coordinators;
+use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::kafka_errors::KafkaError;
 
 /// One shard's Kafka front end.
@@ -22,6 +24,8 @@ pub struct Broker {
     pub request_memory: Rc<Semaphore>,
     /// Open connections on this shard.
     pub connections: Cell<usize>,
+    /// Every shard's group coordinator.
+    pub coordinators: Arc<Coordinators>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -34,13 +38,14 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    pub fn new(router: Router, config: Rc<NetConfig>) -> Broker {
+    pub fn new(router: Router, config: Rc<NetConfig>, coordinators: Arc<Coordinators>) -> Broker {
         let budget = u64::try_from(config.limits.request_bytes_in_flight_max).unwrap_or(u64::MAX);
         Broker {
             router,
             request_memory: Rc::new(Semaphore::new(budget)),
             config,
             connections: Cell::new(0),
+            coordinators,
         }
     }
 
@@ -55,6 +60,24 @@ impl Broker {
             .topics()
             .find(|topic| &topic.uuid == uuid)
             .cloned()
+    }
+
+    /// Creates the internal `__consumer_offsets` topic unless it exists, so every group has
+    /// a partition and with it a coordinator. Kept forever until compaction lands.
+    pub async fn ensure_offsets_topic(&self) {
+        if self.topic(OFFSETS_TOPIC).is_some() {
+            return;
+        }
+        let spec = TopicSpec {
+            name: OFFSETS_TOPIC.into(),
+            partitions: self.config.offsets_partitions,
+            configs: vec![("retention.ms".into(), "-1".into())],
+        };
+        match self.router.create_topic(spec).await {
+            Ok(_) => tracing::info!("created {OFFSETS_TOPIC}"),
+            Err(strand_engine::TopicError::AlreadyExists { .. }) => {}
+            Err(error) => tracing::error!(%error, "cannot create {OFFSETS_TOPIC}"),
+        }
     }
 
     /// The topic, created with the broker's defaults when it does not exist and

@@ -23,6 +23,8 @@ pub struct NetConfig {
     pub auto_create_topics: bool,
     /// Partitions of an automatically created topic (Kafka's `num.partitions`).
     pub default_partitions: u32,
+    /// Partitions of `__consumer_offsets` (Kafka's `offsets.topic.num.partitions`).
+    pub offsets_partitions: u32,
     /// The engine's topic defaults, so DescribeConfigs can tell a topic's own settings
     /// from the broker's.
     pub topic_defaults: TopicConfig,
@@ -75,6 +77,7 @@ impl NetConfig {
             cluster_id: "strand-cluster".into(),
             auto_create_topics: true,
             default_partitions: 1,
+            offsets_partitions: 16,
             topic_defaults: TopicConfig::default(),
             limits: NetLimits::default(),
         }
@@ -97,6 +100,9 @@ impl NetConfig {
         }
         if limits.pipelined_requests_max == 0 || limits.connections_max == 0 {
             return Err("pipelined_requests_max and connections_max must be at least 1".into());
+        }
+        if self.offsets_partitions == 0 {
+            return Err("offsets_partitions must be at least 1".into());
         }
         if self.default_partitions == 0 {
             return Err("default_partitions must be at least 1".into());

@@ -13,17 +13,20 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod frame;
+pub mod groups;
 pub mod kafka_errors;
 pub mod timeout;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use glommio::net::TcpListener;
 use strand_engine::Router;
 
 pub use broker::Broker;
 pub use config::{NetConfig, NetLimits};
+pub use groups::coordinator::Coordinators;
 
 /// Serves Kafka clients on this shard until the shard stops. Reports on `ready` once the
 /// listener is bound (or why it could not be); the caller decides whether that is fatal.
@@ -31,6 +34,7 @@ pub async fn serve(
     router: Router,
     config: Rc<NetConfig>,
     ready: flume::Sender<Result<SocketAddr, String>>,
+    coordinators: Arc<Coordinators>,
 ) {
     let shard = router.shard();
     let listener = match TcpListener::bind(config.listen) {
@@ -44,7 +48,11 @@ pub async fn serve(
         }
     };
     let _ = ready.send(Ok(listener.local_addr().unwrap_or(config.listen)));
-    let broker = Rc::new(Broker::new(router, config));
+    let inbox = coordinators.take_inbox(router.shard().index());
+    let broker = Rc::new(Broker::new(router, config, coordinators));
+    if let Some(inbox) = inbox {
+        glommio::spawn_local(groups::coordinator::run(broker.clone(), inbox)).detach();
+    }
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,

@@ -145,9 +145,10 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = flume::bounded(shards);
     let net = std::sync::Arc::new(net);
     let front_end_net = net.clone();
+    let coordinators = strand_net::Coordinators::new(shards);
     let set = ShardSet::start(engine, move |router| {
         let config = Rc::new((*front_end_net).clone());
-        strand_net::serve(router, config, ready_tx.clone())
+        strand_net::serve(router, config, ready_tx.clone(), coordinators.clone())
     })
     .context("starting the shards")?;
     for _ in 0..shards {

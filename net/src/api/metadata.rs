@@ -13,9 +13,6 @@ use strand_engine::TopicMeta;
 use crate::broker::{Broker, topic_name, wire};
 use crate::kafka_errors::KafkaError;
 
-/// Kafka's name for the internal topic of committed offsets.
-pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
-
 pub async fn handle(
     broker: &Broker,
     request: MetadataRequest,
@@ -128,7 +125,7 @@ fn describe(broker: &Broker, topic: &Arc<TopicMeta>, version: i16) -> MetadataRe
         .with_name(Some(topic_name(&topic.name)))
         .with_partitions(partitions);
     if version >= 1 {
-        response = response.with_is_internal(topic.name == CONSUMER_OFFSETS_TOPIC);
+        response = response.with_is_internal(topic.name == crate::groups::offsets::OFFSETS_TOPIC);
     }
     if version >= 10 {
         response = response.with_topic_id(uuid::Uuid::from_bytes(topic.uuid));

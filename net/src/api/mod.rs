@@ -13,6 +13,7 @@ mod delete_topics;
 mod describe_cluster;
 mod fetch;
 mod find_coordinator;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -53,6 +54,15 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The versions of `key` served, if any.
@@ -114,13 +124,7 @@ async fn route(
         ($handler:path) => {{
             let request = Decodable::decode(body, version)?;
             match $handler(broker, request, version).await {
-                Some(response) => match encode(header, &response) {
-                    Ok(bytes) => Answer::Respond(bytes),
-                    Err(error) => {
-                        tracing::error!(api = ?api, version, %error, "cannot encode a response");
-                        Answer::Close(format!("encoding the {api:?} v{version} response: {error}"))
-                    }
-                },
+                Some(response) => respond(api, header, &response),
                 None => Answer::Silent,
             }
         }};
@@ -141,8 +145,45 @@ async fn route(
         ApiKey::DescribeCluster => serve!(describe_cluster::handle),
         ApiKey::OffsetForLeaderEpoch => serve!(offset_for_leader_epoch::handle),
         ApiKey::InitProducerId => serve!(init_producer_id::handle),
+        ApiKey::JoinGroup => {
+            let request = Decodable::decode(body, version)?;
+            let client_id = header
+                .client_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            match groups::join(broker, request, version, client_id).await {
+                Some(response) => respond(api, header, &response),
+                None => Answer::Silent,
+            }
+        }
+        ApiKey::SyncGroup => serve!(groups::sync),
+        ApiKey::Heartbeat => serve!(groups::heartbeat),
+        ApiKey::LeaveGroup => serve!(groups::leave),
+        ApiKey::OffsetCommit => serve!(groups::commit),
+        ApiKey::OffsetFetch => serve!(groups::fetch),
+        ApiKey::ListGroups => serve!(groups::list),
+        ApiKey::DescribeGroups => serve!(groups::describe),
+        ApiKey::DeleteGroups => serve!(groups::delete),
         other => Answer::Close(format!("{other:?} is not served")),
     })
+}
+
+/// The answer carrying `response`, or a closed connection if it cannot be encoded (a bug:
+/// logged as an error).
+fn respond<R: Encodable + HeaderVersion>(
+    api: ApiKey,
+    header: &RequestHeader,
+    response: &R,
+) -> Answer {
+    let version = header.request_api_version;
+    match encode(header, response) {
+        Ok(bytes) => Answer::Respond(bytes),
+        Err(error) => {
+            tracing::error!(api = ?api, version, %error, "cannot encode a response");
+            Answer::Close(format!("encoding the {api:?} v{version} response: {error}"))
+        }
+    }
 }
 
 /// A whole response frame: length, header, body.
