@@ -1,7 +1,12 @@
 //! `strand`: Strand's command line.
 
+mod admin_client;
+mod consume;
 mod dump_log;
+mod group;
+mod produce;
 mod serve;
+mod topic;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +17,14 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "strand", version, about)]
 struct Cli {
+    /// The broker the client commands talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "STRAND_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
+    bootstrap: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +34,16 @@ enum Command {
     /// Run a broker: with no flags, a single node on 127.0.0.1:9092 with data in
     /// ./strand-data and one shard per CPU. Stops cleanly on SIGTERM or SIGINT.
     Serve(serve::ServeArgs),
+    /// Create, list, describe, delete and configure topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// List consumer groups; describe one with its lag per partition.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
+    /// Send each line of stdin as a message.
+    Produce(produce::ProduceArgs),
+    /// Print messages of a topic.
+    Consume(consume::ConsumeArgs),
     /// Print the batches of segment files (.log) or the entries of their indexes
     /// (.index, .timeindex), like Kafka's kafka-dump-log.sh. Exits 1 if any batch is invalid.
     DumpLog {
@@ -48,6 +71,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::serve(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Topic(command) => Ok(exit(topic::run(&cli.bootstrap, command)?)),
+        Command::Group(command) => Ok(exit(group::run(&cli.bootstrap, command)?)),
+        Command::Produce(args) => Ok(exit(produce::run(&cli.bootstrap, &args)?)),
+        Command::Consume(args) => Ok(exit(consume::run(&cli.bootstrap, &args)?)),
         Command::DumpLog { paths } => {
             let mut out = std::io::stdout().lock();
             let mut clean = true;
@@ -72,4 +99,13 @@ fn init_logging() {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// Exit status 1 when the broker refused part of a command.
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
