@@ -101,6 +101,8 @@ pub struct ShardStats {
     pub data_waits: usize,
     pub queue_depth: usize,
     pub commits: CommitProbe,
+    /// Bytes on disk of each partition the shard holds, by `topic-index` label.
+    pub partition_bytes: Vec<(String, u64)>,
 }
 
 /// How a shard closed.

@@ -692,6 +692,11 @@ impl Shard {
             data_waits: self.data_waits.len(),
             queue_depth: 0,
             commits: self.commits,
+            partition_bytes: self
+                .partitions
+                .values()
+                .map(|slot| (slot.log.label().to_string(), slot.log.size_bytes()))
+                .collect(),
         }
     }
 

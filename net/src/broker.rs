@@ -1,7 +1,7 @@
 //! What every request handler on a shard shares: the engine's router, the settings, and
 //! the shard's budget of request memory.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use crate::config::NetConfig;
 use crate::groups::coordinator::Coordinators;
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::kafka_errors::KafkaError;
+use crate::metrics::ShardMetrics;
 
 /// One shard's Kafka front end.
 pub struct Broker {
@@ -26,6 +27,10 @@ pub struct Broker {
     pub connections: Cell<usize>,
     /// Every shard's group coordinator.
     pub coordinators: Arc<Coordinators>,
+    /// This shard's counters for Prometheus.
+    pub metrics: RefCell<ShardMetrics>,
+    /// Groups this shard's coordinator holds.
+    pub groups: Cell<usize>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -46,6 +51,8 @@ impl Broker {
             config,
             connections: Cell::new(0),
             coordinators,
+            metrics: RefCell::new(ShardMetrics::default()),
+            groups: Cell::new(0),
         }
     }
 

@@ -24,7 +24,7 @@ pub async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) {
     let (mut reader, mut writer) = stream.split();
     let (queue, answers) = local_channel::new_bounded(broker.config.limits.pipelined_requests_max);
     let reading = std::pin::pin!(read_requests(&broker, &mut reader, queue));
-    let writing = std::pin::pin!(write_answers(&mut writer, answers));
+    let writing = std::pin::pin!(write_answers(&broker, &mut writer, answers));
     let why = match select(reading, writing).await {
         // Answers to requests already read still go out.
         Either::Left((ended, writing)) => writing.await.err().unwrap_or(ended),
@@ -67,6 +67,7 @@ async fn read_requests(
             Ok(body) => body,
             Err(error) => return EndReason::Frame(error),
         };
+        broker.metrics.borrow_mut().bytes_in += u64::try_from(len + 4).unwrap_or(u64::MAX);
         let broker = broker.clone();
         let task = glommio::spawn_local(async move {
             let answer = api::handle(&broker, Bytes::from(body)).await;
@@ -82,12 +83,15 @@ async fn read_requests(
 
 /// Writes each request's answer in request order.
 async fn write_answers(
+    broker: &Broker,
     writer: &mut (impl futures::AsyncWrite + Unpin),
     answers: LocalReceiver<JoinHandle<Answer>>,
 ) -> Result<(), EndReason> {
     while let Some(task) = answers.recv().await {
         match task.await {
             Some(Answer::Respond(bytes)) => {
+                broker.metrics.borrow_mut().bytes_out +=
+                    u64::try_from(bytes.len()).unwrap_or(u64::MAX);
                 writer.write_all(&bytes).await.map_err(EndReason::Write)?;
             }
             Some(Answer::Silent) => {}

@@ -15,6 +15,7 @@ pub mod connection;
 pub mod frame;
 pub mod groups;
 pub mod kafka_errors;
+pub mod metrics;
 pub mod timeout;
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use strand_engine::Router;
 pub use broker::Broker;
 pub use config::{NetConfig, NetLimits};
 pub use groups::coordinator::Coordinators;
+pub use metrics::MetricsHub;
 
 /// Serves Kafka clients on this shard until the shard stops. Reports on `ready` once the
 /// listener is bound (or why it could not be); the caller decides whether that is fatal.
@@ -35,6 +37,7 @@ pub async fn serve(
     config: Rc<NetConfig>,
     ready: flume::Sender<Result<SocketAddr, String>>,
     coordinators: Arc<Coordinators>,
+    metrics: Arc<MetricsHub>,
 ) {
     let shard = router.shard();
     let listener = match TcpListener::bind(config.listen) {
@@ -52,6 +55,9 @@ pub async fn serve(
     let broker = Rc::new(Broker::new(router, config, coordinators));
     if let Some(inbox) = inbox {
         glommio::spawn_local(groups::coordinator::run(broker.clone(), inbox)).detach();
+    }
+    if let Some(inbox) = metrics.take_inbox(broker.router.shard().index()) {
+        glommio::spawn_local(metrics::answer(broker.clone(), inbox)).detach();
     }
     loop {
         let stream = match listener.accept().await {

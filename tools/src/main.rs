@@ -4,6 +4,7 @@ mod admin_client;
 mod consume;
 mod dump_log;
 mod group;
+mod metrics_http;
 mod produce;
 mod serve;
 mod topic;

@@ -27,13 +27,16 @@ pub struct ServeArgs {
     /// Shards, one pinned thread each [default: one per CPU].
     #[arg(long, env = "STRAND_CORES", value_name = "N")]
     cores: Option<usize>,
-    /// A TOML file with any of: listen, advertised, data_dir, cores, no_fsync,
+    /// A TOML file with any of: listen, advertised, data_dir, cores, no_fsync, metrics,
     /// auto_create_topics, default_partitions.
     #[arg(long, env = "STRAND_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Acknowledge writes without fdatasync: fast, and a crash loses recent messages.
     #[arg(long, env = "STRAND_NO_FSYNC")]
     no_fsync: bool,
+    /// Where Prometheus scrapes GET /metrics [default: 127.0.0.1:9644]; `none` turns it off.
+    #[arg(long, env = "STRAND_METRICS", value_name = "HOST:PORT")]
+    metrics: Option<String>,
 }
 
 /// The `--config` file.
@@ -45,6 +48,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     cores: Option<usize>,
     no_fsync: Option<bool>,
+    metrics: Option<String>,
     auto_create_topics: Option<bool>,
     default_partitions: Option<u32>,
 }
@@ -54,6 +58,8 @@ struct FileConfig {
 pub struct Settings {
     pub engine: EngineConfig,
     pub net: NetConfig,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -101,7 +107,20 @@ impl ServeArgs {
         }
         engine.validate().map_err(anyhow::Error::msg)?;
         net.topic_defaults = engine.topic_defaults.clone();
-        Ok(Settings { engine, net })
+        let metrics = match self
+            .metrics
+            .clone()
+            .or(file.metrics)
+            .unwrap_or_else(|| "127.0.0.1:9644".into())
+        {
+            off if off == "none" => None,
+            address => Some(resolve(&address).context("--metrics")?),
+        };
+        Ok(Settings {
+            engine,
+            net,
+            metrics,
+        })
     }
 }
 
@@ -137,7 +156,11 @@ fn free_port(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
 
 /// Runs the broker until SIGTERM or SIGINT, then shuts down cleanly.
 pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let Settings { engine, net } = args.settings()?;
+    let Settings {
+        engine,
+        net,
+        metrics,
+    } = args.settings()?;
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .context("installing signal handlers")?;
     let shards = engine.shard_count;
@@ -146,9 +169,17 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let net = std::sync::Arc::new(net);
     let front_end_net = net.clone();
     let coordinators = strand_net::Coordinators::new(shards);
+    let hub = strand_net::MetricsHub::new(shards);
+    let front_end_hub = hub.clone();
     let set = ShardSet::start(engine, move |router| {
         let config = Rc::new((*front_end_net).clone());
-        strand_net::serve(router, config, ready_tx.clone(), coordinators.clone())
+        strand_net::serve(
+            router,
+            config,
+            ready_tx.clone(),
+            coordinators.clone(),
+            front_end_hub.clone(),
+        )
     })
     .context("starting the shards")?;
     for _ in 0..shards {
@@ -161,6 +192,15 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             Err(_) => {
                 let _ = set.shutdown();
                 bail!("a shard did not start listening within 30 s");
+            }
+        }
+    }
+    if let Some(address) = metrics {
+        match crate::metrics_http::start(address, hub) {
+            Ok(bound) => tracing::info!(%bound, "serving Prometheus metrics at /metrics"),
+            Err(error) => {
+                let _ = set.shutdown();
+                return Err(error);
             }
         }
     }

@@ -24,7 +24,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
+use std::time::Instant;
+
 use crate::broker::Broker;
+use crate::metrics::CountErrors;
 
 /// What a connection does with a request once it has been handled.
 #[derive(Debug)]
@@ -105,7 +108,22 @@ pub async fn handle(broker: &Broker, mut frame: Bytes) -> Answer {
         Ok(header) => header,
         Err(error) => return Answer::Close(format!("malformed {api:?} request header: {error}")),
     };
-    match route(broker, api, &header, frame).await {
+    let started = Instant::now();
+    let routed = route(broker, api, &header, frame).await;
+    match api {
+        ApiKey::Produce => broker
+            .metrics
+            .borrow_mut()
+            .produce_latency
+            .observe(started.elapsed()),
+        ApiKey::Fetch => broker
+            .metrics
+            .borrow_mut()
+            .fetch_latency
+            .observe(started.elapsed()),
+        _ => {}
+    }
+    match routed {
         Ok(answer) => answer,
         Err(error) => Answer::Close(format!("malformed {api:?} v{version} request: {error}")),
     }
@@ -124,7 +142,7 @@ async fn route(
         ($handler:path) => {{
             let request = Decodable::decode(body, version)?;
             match $handler(broker, request, version).await {
-                Some(response) => respond(api, header, &response),
+                Some(response) => respond(broker, api, header, &response),
                 None => Answer::Silent,
             }
         }};
@@ -153,7 +171,7 @@ async fn route(
                 .map(ToString::to_string)
                 .unwrap_or_default();
             match groups::join(broker, request, version, client_id).await {
-                Some(response) => respond(api, header, &response),
+                Some(response) => respond(broker, api, header, &response),
                 None => Answer::Silent,
             }
         }
@@ -171,11 +189,16 @@ async fn route(
 
 /// The answer carrying `response`, or a closed connection if it cannot be encoded (a bug:
 /// logged as an error).
-fn respond<R: Encodable + HeaderVersion>(
+fn respond<R: Encodable + HeaderVersion + CountErrors>(
+    broker: &Broker,
     api: ApiKey,
     header: &RequestHeader,
     response: &R,
 ) -> Answer {
+    broker
+        .metrics
+        .borrow_mut()
+        .request(api_name(api), response.errors());
     let version = header.request_api_version;
     match encode(header, response) {
         Ok(bytes) => Answer::Respond(bytes),
@@ -213,4 +236,35 @@ fn encode_frame<R: Encodable>(
     header.encode(&mut buf, header_version)?;
     response.encode(&mut buf, version)?;
     Ok(buf.freeze())
+}
+
+/// Kafka's name for a served API, for metrics.
+fn api_name(api: ApiKey) -> &'static str {
+    match api {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        _ => "Other",
+    }
 }

@@ -168,6 +168,7 @@ pub async fn run(broker: Rc<Broker>, inbox: flume::Receiver<GroupCall>) {
             loaded = true;
         }
         handle(&broker, &state, call);
+        broker.groups.set(state.borrow().groups.len());
     }
 }
 

@@ -50,12 +50,14 @@ pub fn start(limits: NetLimits) -> Listener {
     net.limits = limits;
     let (ready_tx, ready) = flume::bounded(1);
     let coordinators = strand_net::Coordinators::new(1);
+    let metrics = strand_net::MetricsHub::new(1);
     let shards = ShardSet::start(engine, move |router| {
         strand_net::serve(
             router,
             Rc::new(net.clone()),
             ready_tx.clone(),
             coordinators.clone(),
+            metrics.clone(),
         )
     })
     .unwrap();

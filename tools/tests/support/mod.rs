@@ -29,17 +29,23 @@ impl Broker {
 
     /// A broker on `data_dir`, which the caller keeps.
     pub fn start_in(data_dir: &Path) -> Broker {
+        Broker::start_with(data_dir, &["--metrics", "none"])
+    }
+
+    /// A broker on `data_dir` with more `strand serve` flags.
+    pub fn start_with(data_dir: &Path, flags: &[&str]) -> Broker {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_strand"))
             .args(["serve", "--cores", "2", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data_dir)
+            .args(flags)
             .env("STRAND_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
             .expect("starting strand serve");
-        let broker = Broker {
+        let mut broker = Broker {
             child: Some(child),
             port,
             data_dir: data_dir.to_path_buf(),
@@ -90,9 +96,13 @@ impl Broker {
         }
     }
 
-    fn wait_until_listening(&self) {
+    fn wait_until_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            let child = self.child.as_mut().expect("running broker");
+            if let Some(status) = child.try_wait().expect("checking the broker") {
+                panic!("broker exited with {status} before listening");
+            }
             assert!(
                 Instant::now() < deadline,
                 "broker did not listen within 30 s"
@@ -111,7 +121,7 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
     listener.local_addr().expect("local address").port()
 }
