@@ -81,33 +81,11 @@ const HEADER_PREFIX_BYTES: usize = 8;
 
 /// Decodes the request in `frame`, runs its handler, and encodes the answer.
 pub async fn handle(broker: &Broker, mut frame: Bytes) -> Answer {
-    if frame.len() < HEADER_PREFIX_BYTES {
-        return Answer::Close(format!(
-            "a request of {} bytes is shorter than a request header",
-            frame.len()
-        ));
-    }
-    let mut prefix = &frame[..HEADER_PREFIX_BYTES];
-    let (key, version, correlation_id) = (prefix.get_i16(), prefix.get_i16(), prefix.get_i32());
-    let Ok(api) = ApiKey::try_from(key) else {
-        return Answer::Close(format!("unknown API key {key}"));
+    let (api, header) = match admit(&mut frame) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
     };
-    let served = supported_versions(api);
-    if !served.is_some_and(|(min, max)| (min..=max).contains(&version)) {
-        if api == ApiKey::ApiVersions {
-            return api_versions::unsupported(correlation_id);
-        }
-        return Answer::Close(match served {
-            Some((min, max)) => {
-                format!("{api:?} version {version} is not served (versions {min} to {max} are)")
-            }
-            None => format!("{api:?} (API key {key}) is not served"),
-        });
-    }
-    let header = match RequestHeader::decode(&mut frame, api.request_header_version(version)) {
-        Ok(header) => header,
-        Err(error) => return Answer::Close(format!("malformed {api:?} request header: {error}")),
-    };
+    let version = header.request_api_version;
     let started = Instant::now();
     let routed = route(broker, api, &header, frame).await;
     match api {
@@ -127,6 +105,87 @@ pub async fn handle(broker: &Broker, mut frame: Bytes) -> Answer {
         Ok(answer) => answer,
         Err(error) => Answer::Close(format!("malformed {api:?} v{version} request: {error}")),
     }
+}
+
+/// Checks a frame's API key and version against the served table and decodes its header;
+/// `frame` is left at the body. The refusal is Kafka's: a closed connection, or for an
+/// unknown ApiVersions version an UNSUPPORTED_VERSION answer.
+fn admit(frame: &mut Bytes) -> Result<(ApiKey, RequestHeader), Answer> {
+    if frame.len() < HEADER_PREFIX_BYTES {
+        return Err(Answer::Close(format!(
+            "a request of {} bytes is shorter than a request header",
+            frame.len()
+        )));
+    }
+    let mut prefix = &frame[..HEADER_PREFIX_BYTES];
+    let (key, version, correlation_id) = (prefix.get_i16(), prefix.get_i16(), prefix.get_i32());
+    let Ok(api) = ApiKey::try_from(key) else {
+        return Err(Answer::Close(format!("unknown API key {key}")));
+    };
+    let served = supported_versions(api);
+    if !served.is_some_and(|(min, max)| (min..=max).contains(&version)) {
+        if api == ApiKey::ApiVersions {
+            return Err(api_versions::unsupported(correlation_id));
+        }
+        return Err(Answer::Close(match served {
+            Some((min, max)) => {
+                format!("{api:?} version {version} is not served (versions {min} to {max} are)")
+            }
+            None => format!("{api:?} (API key {key}) is not served"),
+        }));
+    }
+    match RequestHeader::decode(frame, api.request_header_version(version)) {
+        Ok(header) => Ok((api, header)),
+        Err(error) => Err(Answer::Close(format!(
+            "malformed {api:?} request header: {error}"
+        ))),
+    }
+}
+
+/// Decodes a request frame (without its length prefix) exactly as the broker does, without
+/// handling it: the fuzz target and the decoder's property test drive this. Returns the
+/// API, or why the broker would refuse the frame.
+pub fn decode_frame(mut frame: Bytes) -> Result<ApiKey, String> {
+    let (api, header) = admit(&mut frame).map_err(|refusal| format!("{refusal:?}"))?;
+    let version = header.request_api_version;
+    let body = &mut frame;
+    macro_rules! decode {
+        ($($key:ident => $request:ty,)*) => {
+            match api {
+                $(ApiKey::$key => <$request as Decodable>::decode(body, version).map(drop),)*
+                other => return Err(format!("{other:?} is not served")),
+            }
+        };
+    }
+    use kafka_protocol::messages::*;
+    decode! {
+        Produce => ProduceRequest,
+        Fetch => FetchRequest,
+        ListOffsets => ListOffsetsRequest,
+        Metadata => MetadataRequest,
+        ApiVersions => ApiVersionsRequest,
+        CreateTopics => CreateTopicsRequest,
+        FindCoordinator => FindCoordinatorRequest,
+        DeleteTopics => DeleteTopicsRequest,
+        CreatePartitions => CreatePartitionsRequest,
+        DescribeConfigs => DescribeConfigsRequest,
+        AlterConfigs => AlterConfigsRequest,
+        IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+        DescribeCluster => DescribeClusterRequest,
+        OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
+        InitProducerId => InitProducerIdRequest,
+        JoinGroup => JoinGroupRequest,
+        SyncGroup => SyncGroupRequest,
+        Heartbeat => HeartbeatRequest,
+        LeaveGroup => LeaveGroupRequest,
+        OffsetCommit => OffsetCommitRequest,
+        OffsetFetch => OffsetFetchRequest,
+        ListGroups => ListGroupsRequest,
+        DescribeGroups => DescribeGroupsRequest,
+        DeleteGroups => DeleteGroupsRequest,
+    }
+    .map_err(|error| format!("malformed {api:?} v{version} request: {error}"))?;
+    Ok(api)
 }
 
 /// Decodes the body and runs the handler of `api`.

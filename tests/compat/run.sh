@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The compatibility matrix: real Kafka clients (Python confluent-kafka, kafka-python,
+# aiokafka, Debian's kcat, kafkajs) produce, consume and use a consumer group against a fresh
+# `strand serve`. Installs the clients under target/compat. Prints one line per client and
+# case and `N passed, M failed`; exits 1 if any case failed.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+compat=$root/target/compat
+mkdir -p "$compat"
+
+echo "== installing clients"
+if [ ! -x "$compat/venv/bin/python" ]; then
+    python3 -m venv "$compat/venv" || exit 1
+fi
+"$compat/venv/bin/pip" install --quiet --disable-pip-version-check \
+    confluent-kafka kafka-python aiokafka || exit 1
+if [ ! -d "$compat/node/node_modules/kafkajs" ]; then
+    npm install --silent --no-audit --no-fund --prefix "$compat/node" kafkajs@2 || exit 1
+fi
+if ! command -v kcat >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq kcat) >/dev/null || exit 1
+fi
+cargo build --quiet -p strand || exit 1
+
+data=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+bootstrap=127.0.0.1:$port
+"$root/target/debug/strand" serve --listen "$bootstrap" --data-dir "$data" --metrics none \
+    > "$compat/broker.log" 2>&1 &
+broker=$!
+cleanup() {
+    kill "$broker" 2>/dev/null
+    wait "$broker" 2>/dev/null
+    rm -rf "$data"
+}
+trap cleanup EXIT
+for _ in $(seq 1 300); do
+    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null; then
+        break
+    fi
+    if ! kill -0 "$broker" 2>/dev/null; then
+        echo "the broker exited; see $compat/broker.log"
+        exit 1
+    fi
+    sleep 0.1
+done
+
+results=$compat/results.txt
+: > "$results"
+run() {
+    # A client's cases, bounded in time; its lines go to the results.
+    timeout 120 "$@" 2>>"$compat/clients.log" | tee -a "$results"
+}
+
+echo "== cases (broker at $bootstrap)"
+for client in confluent-kafka kafka-python aiokafka; do
+    run "$compat/venv/bin/python" tests/compat/python_clients.py "$bootstrap" "$client"
+done
+NODE_PATH=$compat/node/node_modules run node tests/compat/kafkajs.cjs "$bootstrap"
+run bash tests/compat/kcat.sh "$bootstrap" "$root/target/debug/strand"
+
+for client in confluent-kafka kafka-python aiokafka kafkajs kcat; do
+    for case in produce consume group; do
+        if ! grep -q "^$client $case " "$results"; then
+            echo "$client $case FAIL no result" | tee -a "$results"
+        fi
+    done
+done
+passed=$(grep -c ' PASS' "$results")
+failed=$(grep -c ' FAIL' "$results")
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
