@@ -96,6 +96,15 @@ impl BatchHeader {
     /// Checks only what is needed to know the batch's extent: the buffer holds a whole
     /// header, the length field covers at least a header, and the magic is 2.
     pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+        // The magic byte sits at the same place in message formats 0 and 1, whose messages
+        // can be shorter than a v2 header: name the format rather than the length.
+        if let Some(&magic) = buf.get(MAGIC_AT)
+            && i8::from_be_bytes([magic]) != MAGIC_V2
+        {
+            return Err(BatchError::UnsupportedMagic {
+                magic: i8::from_be_bytes([magic]),
+            });
+        }
         let Some(header) = buf.get(..BATCH_HEADER_LEN) else {
             return Err(BatchError::TooShort { len: buf.len() });
         };

@@ -62,8 +62,14 @@ fn api_versions_lists_each_served_api_once_with_a_valid_range() {
         let key = ApiKey::try_from(api.api_key).unwrap();
         let known = key.valid_versions();
         assert!(api.min_version <= api.max_version, "{key:?}");
+        // Produce v0–2 and Fetch v2–3 are decoded by hand (net/src/api/legacy.rs).
+        let legacy_min = match key {
+            ApiKey::Produce => 0,
+            ApiKey::Fetch => 2,
+            _ => known.min,
+        };
         assert!(
-            known.min <= api.min_version && api.max_version <= known.max,
+            legacy_min <= api.min_version && api.max_version <= known.max,
             "{key:?} advertises versions the protocol crate cannot decode"
         );
     }
@@ -162,4 +168,75 @@ fn offset_for_leader_epoch_ends_epoch_0_at_the_high_watermark() {
         (0, 0)
     );
     assert_eq!(partitions[2].error_code, 75, "UNKNOWN_LEADER_EPOCH");
+}
+
+/// A Produce v0 request (the v2 layout without a transactional id) for partition 0.
+fn produce_v0(topic: &str, records: &[u8]) -> Vec<u8> {
+    use bytes::BufMut;
+    let mut body = Vec::new();
+    body.put_i16(1); // acks
+    body.put_i32(5000);
+    body.put_i32(1);
+    body.put_i16(i16::try_from(topic.len()).unwrap());
+    body.put_slice(topic.as_bytes());
+    body.put_i32(1);
+    body.put_i32(0);
+    body.put_i32(i32::try_from(records.len()).unwrap());
+    body.put_slice(records);
+    let mut request = Vec::new();
+    request.put_i16(0); // Produce
+    request.put_i16(0); // version 0
+    request.put_i32(7);
+    request.put_i16(-1); // no client id
+    request.put_slice(&body);
+    let mut framed = u32::try_from(request.len()).unwrap().to_be_bytes().to_vec();
+    framed.extend_from_slice(&request);
+    framed
+}
+
+#[test]
+fn produce_v0_stores_v2_batches_and_refuses_old_message_formats() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{MetadataRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let listener = start(limits());
+    let mut stream = connect(&listener);
+    // Metadata creates the topic, as clients ask for it before producing.
+    let metadata = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("legacy")))),
+    ]));
+    stream
+        .write_all(&frame(ApiKey::Metadata, 1, &metadata))
+        .unwrap();
+    assert!(read_response(&mut stream).is_some());
+    let mut builder = strand_engine::batch_builder::BatchBuilder::new(1_700_000_000_000);
+    builder.record(Some(b"k"), Some(b"v"), &[]);
+    builder.record(Some(b"k"), Some(b"w"), &[]);
+    for (records, expected_error, expected_offset) in [
+        (builder.build(), 0, 0),
+        (builder.build(), 0, 2),
+        // A magic 1 message: offset, size, crc, magic 1, attributes, timestamp, key, value.
+        (
+            vec![
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 22, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255,
+                255, 255, 255, 0, 0, 0, 0,
+            ],
+            43,
+            -1,
+        ),
+    ] {
+        stream.write_all(&produce_v0("legacy", &records)).unwrap();
+        let mut response = bytes::Bytes::from(read_response(&mut stream).unwrap());
+        assert_eq!(response.get_i32(), 7);
+        assert_eq!(response.get_i32(), 1); // topics
+        let name_len = usize::try_from(response.get_i16()).unwrap();
+        response.advance(name_len);
+        assert_eq!(response.get_i32(), 1); // partitions
+        assert_eq!(response.get_i32(), 0);
+        assert_eq!(response.get_i16(), expected_error);
+        assert_eq!(response.get_i64(), expected_offset);
+        assert!(response.is_empty(), "v0 has no throttle time");
+    }
 }

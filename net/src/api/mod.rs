@@ -15,12 +15,13 @@ mod fetch;
 mod find_coordinator;
 mod groups;
 mod init_producer_id;
+mod legacy;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -42,8 +43,9 @@ pub enum Answer {
 
 /// The APIs served and the versions of each, as ApiVersions advertises them.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 12),
-    (ApiKey::Fetch, 4, 16),
+    // Produce v0–2 and Fetch v2–3: see legacy.rs.
+    (ApiKey::Produce, 0, 12),
+    (ApiKey::Fetch, 2, 16),
     (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
@@ -148,6 +150,20 @@ fn admit(frame: &mut Bytes) -> Result<(ApiKey, RequestHeader), Answer> {
 pub fn decode_frame(mut frame: Bytes) -> Result<ApiKey, String> {
     let (api, header) = admit(&mut frame).map_err(|refusal| format!("{refusal:?}"))?;
     let version = header.request_api_version;
+    match (api, version) {
+        (ApiKey::Produce, 0..=2) => {
+            let mut body = legacy::produce_v2_as_v3(&frame);
+            return <kafka_protocol::messages::ProduceRequest as Decodable>::decode(&mut body, 3)
+                .map(|_| api)
+                .map_err(|error| format!("malformed Produce v{version} request: {error}"));
+        }
+        (ApiKey::Fetch, 2 | 3) => {
+            return legacy::fetch_v2_v3(frame, version)
+                .map(|_| api)
+                .map_err(|error| format!("malformed Fetch v{version} request: {error}"));
+        }
+        _ => {}
+    }
     let body = &mut frame;
     macro_rules! decode {
         ($($key:ident => $request:ty,)*) => {
@@ -197,6 +213,38 @@ async fn route(
 ) -> anyhow::Result<Answer> {
     let version = header.request_api_version;
     let body = &mut body;
+    Ok(match (api, version) {
+        (ApiKey::Produce, 0..=2) => {
+            let request = Decodable::decode(&mut legacy::produce_v2_as_v3(body), 3)?;
+            let response = produce::handle(broker, request, version).await;
+            match response {
+                // The v2 answer is laid out as v3's.
+                Some(response) if version == 2 => respond_as(broker, api, header, &response, 3),
+                Some(response) => {
+                    let errors = response.errors();
+                    broker.metrics.borrow_mut().request(api_name(api), errors);
+                    let body = legacy::produce_response_v0_v1(&response, version)?;
+                    Answer::Respond(plain_frame(header.correlation_id, &body)?)
+                }
+                None => Answer::Silent,
+            }
+        }
+        (ApiKey::Fetch, 2 | 3) => {
+            let body = legacy::fetch_v2_v3(body.clone(), version)?;
+            broker.metrics.borrow_mut().request(api_name(api), 1);
+            Answer::Respond(plain_frame(header.correlation_id, &body)?)
+        }
+        _ => route_current(broker, api, header, body).await?,
+    })
+}
+
+async fn route_current(
+    broker: &Broker,
+    api: ApiKey,
+    header: &RequestHeader,
+    body: &mut Bytes,
+) -> anyhow::Result<Answer> {
+    let version = header.request_api_version;
     macro_rules! serve {
         ($handler:path) => {{
             let request = Decodable::decode(body, version)?;
@@ -254,12 +302,29 @@ fn respond<R: Encodable + HeaderVersion + CountErrors>(
     header: &RequestHeader,
     response: &R,
 ) -> Answer {
+    respond_as(broker, api, header, response, header.request_api_version)
+}
+
+/// [`respond`], with the body laid out as `version` (an older version shares a newer one's
+/// layout).
+fn respond_as<R: Encodable + HeaderVersion + CountErrors>(
+    broker: &Broker,
+    api: ApiKey,
+    header: &RequestHeader,
+    response: &R,
+    version: i16,
+) -> Answer {
     broker
         .metrics
         .borrow_mut()
         .request(api_name(api), response.errors());
-    let version = header.request_api_version;
-    match encode(header, response) {
+    let encoded = encode_frame(
+        header.correlation_id,
+        R::header_version(header.request_api_version),
+        response,
+        version,
+    );
+    match encoded {
         Ok(bytes) => Answer::Respond(bytes),
         Err(error) => {
             tracing::error!(api = ?api, version, %error, "cannot encode a response");
@@ -268,20 +333,16 @@ fn respond<R: Encodable + HeaderVersion + CountErrors>(
     }
 }
 
-/// A whole response frame: length, header, body.
-fn encode<R: Encodable + HeaderVersion>(
-    request: &RequestHeader,
-    response: &R,
-) -> anyhow::Result<Bytes> {
-    let version = request.request_api_version;
-    encode_frame(
-        request.correlation_id,
-        R::header_version(version),
-        response,
-        version,
-    )
+/// A response frame with a version 0 header around an encoded `body`.
+fn plain_frame(correlation_id: i32, body: &[u8]) -> anyhow::Result<Bytes> {
+    let mut frame = BytesMut::with_capacity(8 + body.len());
+    frame.put_i32(i32::try_from(4 + body.len())?);
+    frame.put_i32(correlation_id);
+    frame.extend_from_slice(body);
+    Ok(frame.freeze())
 }
 
+/// A whole response frame: length, header, body.
 fn encode_frame<R: Encodable>(
     correlation_id: i32,
     header_version: i16,

@@ -59,8 +59,9 @@ async fn produce_topic(
             let response = match answer {
                 Ok(response) => response,
                 Err(error) => {
-                    let response =
-                        PartitionProduceResponse::default().with_error_code(error.code());
+                    let response = PartitionProduceResponse::default()
+                        .with_error_code(error.code())
+                        .with_base_offset(-1);
                     // Error messages are in the answer from version 8.
                     if version >= 8 {
                         response.with_error_message(Some(wire(error.message)))
