@@ -226,3 +226,74 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     tracing::info!(?summary, "stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn settings(args: &[&str]) -> anyhow::Result<Settings> {
+        let command =
+            Command::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
+        command.serve.settings()
+    }
+
+    #[test]
+    fn flags_win_over_the_config_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("strand.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:19555\"\ncores = 1\ndata_dir = \"/tmp/from-file\"\nmetrics = \"none\"\ndefault_partitions = 3\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let from_file = settings(&["--config", path]).unwrap();
+        assert_eq!(from_file.net.listen.port(), 19555);
+        assert_eq!(from_file.engine.shard_count, 1);
+        assert_eq!(from_file.engine.data_dir, PathBuf::from("/tmp/from-file"));
+        assert_eq!(from_file.net.default_partitions, 3);
+        assert!(from_file.metrics.is_none());
+        let flagged = settings(&[
+            "--config",
+            path,
+            "--listen",
+            "127.0.0.1:19666",
+            "--cores",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(flagged.net.listen.port(), 19666);
+        assert_eq!(flagged.engine.shard_count, 2);
+        assert_eq!(flagged.net.advertised_port, 19666);
+        let defaults = settings(&["--metrics", "none"]).unwrap();
+        assert_eq!(defaults.net.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(defaults.engine.data_dir, PathBuf::from("strand-data"));
+    }
+
+    #[test]
+    fn bad_settings_name_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:1\"\nshards = 4\n").unwrap();
+        let error = settings(&["--config", file.to_str().unwrap()])
+            .err()
+            .unwrap();
+        assert!(format!("{error:#}").contains("shards"), "{error:#}");
+        let error = settings(&["--listen", "nowhere"]).err().unwrap();
+        assert!(format!("{error:#}").contains("nowhere"), "{error:#}");
+        let error = settings(&["--advertised", "host-without-port"])
+            .err()
+            .unwrap();
+        assert!(format!("{error:#}").contains("HOST:PORT"), "{error:#}");
+    }
+}

@@ -155,9 +155,15 @@ pub async fn run(broker: Rc<Broker>, inbox: flume::Receiver<GroupCall>) {
         loop {
             glommio::timer::sleep(TICK).await;
             let now = Instant::now();
-            for group in ticking.borrow_mut().groups.values_mut() {
+            let mut state = ticking.borrow_mut();
+            for group in state.groups.values_mut() {
                 group.tick(now);
             }
+            // An empty group without members holds nothing (its offsets are kept apart):
+            // forgetting it bounds the map by the groups in use.
+            state
+                .groups
+                .retain(|_, group| group.state != State::Empty || !group.members.is_empty());
         }
     })
     .detach();
