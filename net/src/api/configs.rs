@@ -172,28 +172,18 @@ pub async fn alter(
                 })
                 .collect()),
         };
-        let outcome = match changes {
-            Ok(changes) => {
-                apply(
-                    broker,
-                    resource.resource_type,
-                    &resource.resource_name,
-                    changes,
-                    request.validate_only,
-                )
-                .await
-            }
-            Err(error) => Err(error),
-        };
+        let (code, message) = settle(
+            broker,
+            resource.resource_type,
+            &resource.resource_name,
+            changes,
+            request.validate_only,
+        )
+        .await;
         let response = alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name);
-        responses.push(match outcome {
-            Ok(()) => response,
-            Err(error) => response
-                .with_error_code(error.code())
-                .with_error_message(Some(wire(error.message))),
-        });
+        responses.push(response.with_error_code(code).with_error_message(message));
     }
     Some(AlterConfigsResponse::default().with_responses(responses))
 }
@@ -230,30 +220,39 @@ pub async fn alter_incrementally(
                 }
             })
             .collect();
-        let outcome = match changes {
-            Ok(changes) => {
-                apply(
-                    broker,
-                    resource.resource_type,
-                    &resource.resource_name,
-                    changes,
-                    request.validate_only,
-                )
-                .await
-            }
-            Err(error) => Err(error),
-        };
+        let (code, message) = settle(
+            broker,
+            resource.resource_type,
+            &resource.resource_name,
+            changes,
+            request.validate_only,
+        )
+        .await;
         let response = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name);
-        responses.push(match outcome {
-            Ok(()) => response,
-            Err(error) => response
-                .with_error_code(error.code())
-                .with_error_message(Some(wire(error.message))),
-        });
+        responses.push(response.with_error_code(code).with_error_message(message));
     }
     Some(IncrementalAlterConfigsResponse::default().with_responses(responses))
+}
+
+/// Applies (or with `validate_only` checks) `changes` to a resource: the error code and
+/// message of its answer.
+async fn settle(
+    broker: &Broker,
+    resource_type: i8,
+    name: &StrBytes,
+    changes: Result<Vec<ConfigChange>, KafkaError>,
+    validate_only: bool,
+) -> (i16, Option<StrBytes>) {
+    let outcome = match changes {
+        Ok(changes) => apply(broker, resource_type, name, changes, validate_only).await,
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(()) => (0, None),
+        Err(error) => (error.code(), Some(wire(error.message))),
+    }
 }
 
 async fn apply(

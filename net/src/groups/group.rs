@@ -93,6 +93,14 @@ fn error(code: ResponseError) -> i16 {
     code.code()
 }
 
+/// A JoinGroup refusal: the error, no generation, and the member id to use (if any).
+fn join_refusal(code: ResponseError, member_id: &str) -> JoinGroupResponse {
+    JoinGroupResponse::default()
+        .with_error_code(error(code))
+        .with_generation_id(-1)
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+}
+
 impl Group {
     pub fn new(id: String) -> Group {
         Group {
@@ -114,11 +122,7 @@ impl Group {
     /// gets one back with MEMBER_ID_REQUIRED (KIP-394).
     pub fn join(&mut self, join: Join, require_known_id: bool, now: Instant) {
         let refuse = |join: Join, code: ResponseError| {
-            let response = JoinGroupResponse::default()
-                .with_error_code(error(code))
-                .with_generation_id(-1)
-                .with_member_id(StrBytes::from_string(join.member_id.clone()));
-            let _ = join.reply.send(response);
+            let _ = join.reply.send(join_refusal(code, &join.member_id));
         };
         if self
             .protocol_type
@@ -171,11 +175,9 @@ impl Group {
         let reply = if pending {
             Some(join.reply)
         } else {
-            let response = JoinGroupResponse::default()
-                .with_error_code(error(ResponseError::MemberIdRequired))
-                .with_generation_id(-1)
-                .with_member_id(StrBytes::from_string(id.clone()));
-            let _ = join.reply.send(response);
+            let _ = join
+                .reply
+                .send(join_refusal(ResponseError::MemberIdRequired, &id));
             None
         };
         if self.members.is_empty() {
@@ -191,11 +193,7 @@ impl Group {
             .get_mut(&id)
             .and_then(|member| member.joining.take())
         {
-            let _ = previous.send(
-                JoinGroupResponse::default()
-                    .with_error_code(error(ResponseError::UnknownMemberId))
-                    .with_generation_id(-1),
-            );
+            let _ = previous.send(join_refusal(ResponseError::UnknownMemberId, ""));
         }
         if pending && !self.join_order.contains(&id) {
             self.join_order.push(id.clone());
@@ -223,11 +221,7 @@ impl Group {
             return;
         };
         if let Some(reply) = previous.joining {
-            let _ = reply.send(
-                JoinGroupResponse::default()
-                    .with_error_code(error(ResponseError::FencedInstanceId))
-                    .with_generation_id(-1),
-            );
+            let _ = reply.send(join_refusal(ResponseError::FencedInstanceId, ""));
         }
         let id = self.new_member_id(&join.client_id);
         let unchanged = previous.protocols == join.protocols;
@@ -550,11 +544,7 @@ impl Group {
             return;
         };
         if let Some(reply) = member.joining {
-            let _ = reply.send(
-                JoinGroupResponse::default()
-                    .with_error_code(error(ResponseError::UnknownMemberId))
-                    .with_generation_id(-1),
-            );
+            let _ = reply.send(join_refusal(ResponseError::UnknownMemberId, ""));
         }
         if let Some(reply) = member.syncing {
             let _ = reply.send(
