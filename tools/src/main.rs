@@ -4,6 +4,7 @@ mod admin_client;
 mod consume;
 mod dump_log;
 mod group;
+mod load;
 mod metrics_http;
 mod produce;
 mod serve;
@@ -45,6 +46,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print messages of a topic.
     Consume(consume::ConsumeArgs),
+    /// Generate load and measure it: produce, consume, e2e, pubsub, queue or request-reply.
+    /// Works against any Kafka-compatible broker (it drives librdkafka).
+    Load(Box<load::LoadArgs>),
     /// Print the batches of segment files (.log) or the entries of their indexes
     /// (.index, .timeindex), like Kafka's kafka-dump-log.sh. Exits 1 if any batch is invalid.
     DumpLog {
@@ -76,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Group(command) => Ok(exit(group::run(&cli.bootstrap, command)?)),
         Command::Produce(args) => Ok(exit(produce::run(&cli.bootstrap, &args)?)),
         Command::Consume(args) => Ok(exit(consume::run(&cli.bootstrap, &args)?)),
+        Command::Load(args) => Ok(exit(load::run(&cli.bootstrap, *args)?)),
         Command::DumpLog { paths } => {
             let mut out = std::io::stdout().lock();
             let mut clean = true;
