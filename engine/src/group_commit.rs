@@ -354,6 +354,18 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_given_by_a_relative_path_syncs() {
+        // glommio 0.9.0 opened directories with dirfd -1, so relative paths failed with EBADF
+        // and partitions created under a relative --data-dir refused writes.
+        let synced = glommio::LocalExecutorBuilder::default()
+            .spawn(|| async { sync_directory(std::path::Path::new(".")).await })
+            .expect("an executor")
+            .join()
+            .expect("the executor ran");
+        assert_eq!(synced, Ok(()));
+    }
+
+    #[test]
     fn completion_answers_exactly_the_appends_below_the_durable_end() {
         let mut commit = GroupCommit::default();
         commit.wait(offset(4), "a");

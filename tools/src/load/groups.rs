@@ -17,6 +17,8 @@ use super::{Run, Workload, produce};
 const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A group that receives nothing new for this long after the senders finish is given up on.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// However it trickles, a group gets at most this long after the senders finish to catch up.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn run(run: &Run) -> anyhow::Result<Report> {
     let (topic, made_up) = run.topic();
@@ -134,9 +136,10 @@ fn measure(
     };
     let acked = senders.acked();
     let mut finished = Instant::now();
+    let drained_by = finished + DRAIN_TIMEOUT;
     for group in groups {
         let mut last = (group.distinct(), Instant::now());
-        while group.distinct() < acked {
+        while group.distinct() < acked && Instant::now() < drained_by {
             std::thread::sleep(Duration::from_millis(10));
             let seen = group.distinct();
             if seen != last.0 {

@@ -25,6 +25,8 @@ use super::{AfterSend, Run, Schedule};
 /// How long a requester waits for one reply before counting it lost and going on.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// However they trickle, replies get at most this long after the requesters finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Replies read back, shared by the reply reader and the run.
 #[derive(Debug, Default)]
@@ -139,7 +141,8 @@ fn measure(
     });
     let requested = senders.as_ref().map_or(0, super::Senders::acked);
     let mut last = (0, Instant::now());
-    loop {
+    let drained_by = Instant::now() + DRAIN_TIMEOUT;
+    while Instant::now() < drained_by {
         let seen = replies.ledger.lock().map_or(0, |ledger| ledger.distinct());
         if seen >= requested || senders.is_err() {
             break;

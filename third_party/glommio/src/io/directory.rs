@@ -52,7 +52,8 @@ impl Directory {
         let path = path.as_ref().to_owned();
         let flags = libc::O_DIRECTORY | libc::O_CLOEXEC;
         let reactor = crate::executor().reactor();
-        let source = reactor.open_at(-1, &path, flags, 0o755);
+        // Strand: AT_FDCWD, so relative paths open from the working directory (was -1: EBADF).
+        let source = reactor.open_at(libc::AT_FDCWD, &path, flags, 0o755);
         let fd = source.collect_rw().await.map_err(|source| {
             GlommioError::create_enhanced(source, "Opening directory", Some(&path), None)
         })?;
