@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::ledger::Ledger;
@@ -55,11 +55,11 @@ pub fn run(run: &Run) -> anyhow::Result<Report> {
             member,
             &topic,
         )?;
-        let producer: BaseProducer = run
-            .settings
-            .producer()
-            .create()
-            .context("creating a responder's producer")?;
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            run.settings
+                .producer()
+                .create()
+                .context("creating a responder's producer")?;
         let group = Arc::clone(&responders);
         responder_threads.push(std::thread::spawn(move || {
             respond(&consumer, &producer, &group)
@@ -118,9 +118,7 @@ fn measure(
         let (tx, rx) = flume::bounded::<u64>(1024);
         waiters.push(tx);
         if closed_loop {
-            hooks.push(Box::new(move |producer, sequence| {
-                await_reply(producer, &rx, sequence);
-            }));
+            hooks.push(Box::new(move |_, sequence| await_reply(&rx, sequence)));
         }
     }
     let replies = Arc::new(Replies::default());
@@ -219,20 +217,14 @@ fn reply_reader(
     Ok(reader)
 }
 
-/// Waits for the reply to `sequence`, serving the producer's callbacks meanwhile.
-fn await_reply(
-    producer: &super::sender::LoadProducer,
-    replies: &flume::Receiver<u64>,
-    sequence: u64,
-) {
+/// Waits for the reply to `sequence`.
+fn await_reply(replies: &flume::Receiver<u64>, sequence: u64) {
     let deadline = Instant::now() + REPLY_TIMEOUT;
-    while Instant::now() < deadline {
-        // Acknowledgements are timed when served, so serve them often.
-        producer.poll(Duration::ZERO);
-        match replies.recv_timeout(Duration::from_micros(100)) {
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match replies.recv_timeout(left) {
             Ok(answered) if answered >= sequence => return,
-            Ok(_) | Err(flume::RecvTimeoutError::Timeout) => {}
-            Err(flume::RecvTimeoutError::Disconnected) => return,
+            Ok(_) => {}
+            Err(_) => return,
         }
     }
 }
@@ -279,10 +271,13 @@ fn read_replies(
 
 /// A responder: answers each request on its `reply-to` topic until told to stop; returns how
 /// many it answered.
-fn respond(consumer: &receiver::LoadConsumer, producer: &BaseProducer, group: &Group) -> u64 {
+fn respond(
+    consumer: &receiver::LoadConsumer,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    group: &Group,
+) -> u64 {
     let mut answered = 0;
     while !group.stop.load(Ordering::Relaxed) {
-        producer.poll(Duration::ZERO);
         let Some(Ok(request)) = consumer.poll(Duration::from_millis(50)) else {
             continue;
         };

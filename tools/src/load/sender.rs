@@ -10,15 +10,12 @@ use anyhow::Context;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use super::Schedule;
 use super::pacing::Pacer;
 use super::stamp::Stamp;
 use super::stats::Recorder;
-
-/// Sends between two services of the producer's callbacks.
-const POLL_EVERY: u64 = 64;
 
 /// How long a sender waits for its last acknowledgements.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -99,7 +96,10 @@ impl ProducerContext for Acks {
     }
 }
 
-pub type LoadProducer = BaseProducer<Acks>;
+/// librdkafka's callbacks are served by the producer's own polling thread. (`BaseProducer::poll`
+/// with a timeout spins through its last millisecond, which took a third of the load
+/// generator's CPU when the sender thread polled.)
+pub type LoadProducer = ThreadedProducer<Acks>;
 
 /// A producer whose acknowledgements count towards `progress`, connected to the broker that
 /// leads `topic` so the first sends do not wait for it.
@@ -137,9 +137,7 @@ pub fn send(
         if plan.messages.is_some_and(|limit| sequence >= limit) {
             break;
         }
-        let intended = plan.pacer.wait(sequence, |left| {
-            producer.poll(left.min(Duration::from_millis(5)));
-        });
+        let intended = plan.pacer.wait(sequence, std::thread::sleep);
         // Unpaced, `intended` is now; paced, messages due after the deadline are not sent.
         if plan.schedule.deadline.is_some_and(|end| intended >= end) {
             break;
@@ -170,11 +168,6 @@ pub fn send(
             );
         }
         enqueue(producer, record)?;
-        // Serving callbacks reads the clock several times; once per batch of sends is enough
-        // (a full queue is served in `enqueue`).
-        if sequence % POLL_EVERY == POLL_EVERY - 1 {
-            producer.poll(Duration::ZERO);
-        }
         after_send(producer, sequence);
     }
     producer
@@ -190,9 +183,12 @@ pub fn send(
     Ok(sent)
 }
 
-/// Hands `record` to librdkafka, serving callbacks while its queue is full.
+/// While librdkafka's queue is full, how long a sender waits before it tries again.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_micros(200);
+
+/// Hands `record` to librdkafka, waiting while its queue is full.
 pub fn enqueue<'a, C: ProducerContext<DeliveryOpaque = D>, D: rdkafka::util::IntoOpaque>(
-    producer: &BaseProducer<C>,
+    producer: &ThreadedProducer<C>,
     mut record: BaseRecord<'a, [u8], [u8], D>,
 ) -> anyhow::Result<()> {
     loop {
@@ -200,7 +196,7 @@ pub fn enqueue<'a, C: ProducerContext<DeliveryOpaque = D>, D: rdkafka::util::Int
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
-                producer.poll(Duration::from_millis(1));
+                std::thread::sleep(QUEUE_FULL_BACKOFF);
             }
             Err((error, _)) => return Err(error).context("sending a message"),
         }
