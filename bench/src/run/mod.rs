@@ -46,6 +46,9 @@ pub struct Options {
     /// The strand binary [default: target/release/strand, built first].
     #[arg(long)]
     pub strand: Option<PathBuf>,
+    /// Measure nothing: redraw the plots and RESULTS.md in --out from its results.json.
+    #[arg(long)]
+    pub render_only: bool,
 }
 
 /// Everything one run measured.
@@ -83,6 +86,15 @@ pub struct Idle {
 }
 
 pub fn main(options: &Options) -> anyhow::Result<()> {
+    if options.render_only {
+        let path = options.out.join("results.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let results: Results = serde_json::from_str(&text)?;
+        plots::draw(&results, &options.out)?;
+        std::fs::write(options.out.join("RESULTS.md"), results::render(&results))?;
+        return Ok(());
+    }
     let strand = match &options.strand {
         Some(path) => path.clone(),
         None => build_strand()?,

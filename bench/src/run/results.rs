@@ -48,8 +48,9 @@ pub fn render(results: &Results) -> String {
     let _ = writeln!(out, "# Strand benchmark results\n");
     let _ = writeln!(
         out,
-        "Made by `{}` at commit {} on {} (Unix time {}). Every figure below comes from this one \
-         run; ratios compare figures of the same run. Messages are 1 KiB; durable means acks=all \
+        "Made by `cargo run --release -p strand-bench --bin bench-run` (here `{}`) at commit {} \
+         on {} (Unix time {}). Every figure below comes from this one run; ratios compare \
+         figures of the same run. Messages are 1 KiB; durable means acks=all \
          with fdatasync before the acknowledgement. Load comes from `strand load` (librdkafka) \
          on the same machine, so the broker and its clients share the cores.\n",
         results.command, results.commit, results.machine, results.started_unix_s
@@ -210,7 +211,23 @@ fn cell(system: &SystemRun, workload: &str) -> String {
         report["messages_per_s"].as_f64().unwrap_or(0.0),
         report["mb_per_s"].as_f64().unwrap_or(0.0)
     );
-    if let Some(error) = &outcome.error {
+    let failed: Vec<String> = report["checks"]
+        .as_array()
+        .map(|checks| {
+            checks
+                .iter()
+                .filter(|check| check["passed"] == false)
+                .map(|check| {
+                    let detail = check["detail"].as_str().unwrap_or_default();
+                    let short: String = detail.chars().take(70).collect();
+                    format!("{}: {short}", check["name"].as_str().unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !failed.is_empty() {
+        let _ = write!(text, " (**failed check** {})", failed.join("; "));
+    } else if let Some(error) = &outcome.error {
         let _ = write!(text, " ({error})");
     }
     text
