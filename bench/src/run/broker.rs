@@ -110,19 +110,7 @@ impl BrokerProcess {
         };
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-                .map_or(0, |kib| kib * 1024)
-        };
+        let field = |name: &str| kib_field(&status, name).map_or(0, |kib| kib * 1024);
         Memory {
             rss_bytes: field("VmRSS:"),
             peak_rss_bytes: field("VmHWM:"),
@@ -155,6 +143,13 @@ impl Drop for BrokerProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// A `NAME: N kB` line of a /proc file such as status or meminfo, in KiB.
+pub fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Sends ApiVersions v0 and reads the answer: the broker is serving.
