@@ -4,21 +4,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
-
-use anyhow::{Context, bail};
+use std::time::Instant;
 
 use super::receiver::{self, Group, Received};
 use super::report::{Check, Report};
 use super::stats::Recorder;
-use super::{Run, Workload, produce};
-
-/// How long members may take to be given all partitions.
-const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
-/// A group that receives nothing new for this long after the senders finish is given up on.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// However it trickles, a group gets at most this long after the senders finish to catch up.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+use super::{DRAIN_TIMEOUT, Run, Workload, drain, produce};
 
 pub fn run(run: &Run) -> anyhow::Result<Report> {
     let (topic, made_up) = run.topic();
@@ -105,19 +96,8 @@ fn measure(
     partitions: i32,
     groups: &[Arc<Group>],
 ) -> anyhow::Result<(super::Senders, Vec<Check>, Instant)> {
-    let partitions_usize = usize::try_from(partitions).context("partition count")?;
-    let deadline = Instant::now() + ASSIGNMENT_TIMEOUT;
-    while groups
-        .iter()
-        .any(|group| group.assigned() < partitions_usize)
-    {
-        if Instant::now() > deadline {
-            bail!(
-                "consumer groups were not given all {partitions} partitions of {topic} within {}s",
-                ASSIGNMENT_TIMEOUT.as_secs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    for group in groups {
+        group.await_assignment(topic, partitions)?;
     }
     let before = run.settings.watermarks(topic, partitions)?;
     let label = serde_json::to_value(run.args.workload)?;
@@ -135,19 +115,10 @@ fn measure(
         }
     };
     let acked = senders.acked();
+    let drained_by = Instant::now() + DRAIN_TIMEOUT;
     let mut finished = Instant::now();
-    let drained_by = finished + DRAIN_TIMEOUT;
     for group in groups {
-        let mut last = (group.distinct(), Instant::now());
-        while group.distinct() < acked && Instant::now() < drained_by {
-            std::thread::sleep(Duration::from_millis(10));
-            let seen = group.distinct();
-            if seen != last.0 {
-                last = (seen, Instant::now());
-            } else if last.1.elapsed() > IDLE_TIMEOUT {
-                break;
-            }
-        }
+        drain(|| group.distinct(), acked, drained_by);
         finished = Instant::now();
     }
     progress.finish();

@@ -29,7 +29,7 @@ use clients::Settings;
 use pacing::Pacer;
 use progress::{Goal, Progress};
 use report::Report;
-use sender::{LoadProducer, SenderPlan, Sent};
+use sender::{SenderPlan, Sent};
 use stamp::{Clock, STAMP_BYTES};
 use stats::Recorder;
 
@@ -173,7 +173,7 @@ pub struct Run {
 }
 
 /// Called after each send with its sequence number; request-reply waits there for the reply.
-pub type AfterSend = Box<dyn FnMut(&LoadProducer, u64) + Send>;
+pub type AfterSend = Box<dyn FnMut(u64) + Send>;
 
 /// The senders of a run, once they are done.
 #[derive(Debug)]
@@ -306,7 +306,7 @@ impl Run {
             let progress = Arc::clone(&self.progress);
             let ready_tx = ready_tx.clone();
             let mut hook: AfterSend = if hooks.is_empty() {
-                Box::new(|_, _| {})
+                Box::new(|_| {})
             } else {
                 hooks.remove(0)
             };
@@ -412,6 +412,25 @@ impl Run {
         }
     }
 }
+
+/// After the senders finish, a consumer side that sees nothing new for this long is given up on.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits until `seen()` reaches `target`, nothing new arrives for [`IDLE_TIMEOUT`], or
+/// `drained_by` passes, whichever comes first.
+pub fn drain(seen: impl Fn() -> u64, target: u64, drained_by: Instant) {
+    let mut last = (seen(), Instant::now());
+    while last.0 < target && Instant::now() < drained_by && last.1.elapsed() < IDLE_TIMEOUT {
+        std::thread::sleep(Duration::from_millis(10));
+        let now_seen = seen();
+        if now_seen != last.0 {
+            last = (now_seen, Instant::now());
+        }
+    }
+}
+
+/// However they trickle, consumers get at most this long after the senders finish to catch up.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Sender `index`'s part of `total` messages split over `senders`.
 pub fn share(total: u64, senders: u32, index: u32) -> u64 {

@@ -15,6 +15,9 @@ use super::ledger::Ledger;
 use super::stamp::{Stamp, unix_nanos};
 use super::stats::Recorder;
 
+/// How long members may take to be given all partitions.
+const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One consumer group of a run, shared by its members' threads.
 #[derive(Debug)]
 pub struct Group {
@@ -44,6 +47,22 @@ impl Group {
             .iter()
             .map(|held| held.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Waits until the members together hold all `partitions` of `topic`.
+    pub fn await_assignment(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        let wanted = usize::try_from(partitions).context("partition count")?;
+        let deadline = Instant::now() + ASSIGNMENT_TIMEOUT;
+        while self.assigned() < wanted {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "group {} was not given all {partitions} partitions of {topic} within {}s",
+                self.name,
+                ASSIGNMENT_TIMEOUT.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     pub fn distinct(&self) -> u64 {
@@ -105,8 +124,6 @@ pub fn member(
 pub struct Received {
     /// This run's messages delivered in the measured window, with end-to-end latency.
     pub recorder: Recorder,
-    /// Messages of other runs, or without a stamp.
-    pub foreign: u64,
     pub first_error: Option<String>,
 }
 
@@ -127,17 +144,16 @@ pub fn receive(consumer: &LoadConsumer, group: &Group, run: u32, progress: &Atom
                 continue;
             }
         };
-        let Some(stamp) = message.payload().and_then(Stamp::read) else {
-            received.foreign += 1;
+        // Messages of other runs, or without a stamp, are not this run's to count.
+        let Some(stamp) = message
+            .payload()
+            .and_then(Stamp::read)
+            .filter(|s| s.run == run)
+        else {
             continue;
         };
-        if stamp.run != run {
-            received.foreign += 1;
-            continue;
-        }
         let now = unix_nanos(std::time::SystemTime::now());
         let Some(schedule) = group.schedule.get() else {
-            received.foreign += 1;
             continue;
         };
         let measured_from = schedule.clock.unix_nanos_at(schedule.measure_from);

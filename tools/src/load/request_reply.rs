@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -20,13 +20,10 @@ use super::report::{Check, Report};
 use super::sender::enqueue;
 use super::stamp::{Stamp, unix_nanos};
 use super::stats::Recorder;
-use super::{AfterSend, Run, Schedule};
+use super::{AfterSend, DRAIN_TIMEOUT, Run, Schedule, drain};
 
 /// How long a requester waits for one reply before counting it lost and going on.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
-/// However they trickle, replies get at most this long after the requesters finish.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Replies read back, shared by the reply reader and the run.
 #[derive(Debug, Default)]
@@ -83,11 +80,11 @@ pub fn run(run: &Run) -> anyhow::Result<Report> {
     if made_up {
         run.clean_up(&[&topic, &reply_topic]);
     }
-    let (mut report, mut checks) = outcome?;
+    let (mut report, mut checks, requested) = outcome?;
     checks.push(Check::new(
-        "responders",
-        true,
-        format!("{answered} requests answered"),
+        "responders answered",
+        answered >= requested,
+        format!("{answered} replies sent for {requested} acknowledged requests"),
     ));
     report.checks = checks;
     Ok(report)
@@ -100,14 +97,8 @@ fn measure(
     reply_topic: &str,
     reply_partitions: i32,
     responders: &Group,
-) -> anyhow::Result<(Report, Vec<Check>)> {
-    let deadline = Instant::now() + ASSIGNMENT_TIMEOUT;
-    while responders.assigned() < usize::try_from(partitions).unwrap_or(usize::MAX) {
-        if Instant::now() > deadline {
-            bail!("responders were not given all {partitions} partitions of {topic}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+) -> anyhow::Result<(Report, Vec<Check>, u64)> {
+    responders.await_assignment(topic, partitions)?;
     let reader = reply_reader(run, reply_topic, reply_partitions)?;
 
     let producers = run.args.producers as usize;
@@ -118,7 +109,7 @@ fn measure(
         let (tx, rx) = flume::bounded::<u64>(1024);
         waiters.push(tx);
         if closed_loop {
-            hooks.push(Box::new(move |_, sequence| await_reply(&rx, sequence)));
+            hooks.push(Box::new(move |sequence| await_reply(&rx, sequence)));
         }
     }
     let replies = Arc::new(Replies::default());
@@ -135,22 +126,11 @@ fn measure(
     let progress = run.progress_bar("request-reply");
     let senders = run.senders(topic, Some(reply_topic), hooks, |schedule| {
         let _ = schedule_cell.set(*schedule);
-        let _ = responders.schedule.set(*schedule);
     });
     let requested = senders.as_ref().map_or(0, super::Senders::acked);
-    let mut last = (0, Instant::now());
-    let drained_by = Instant::now() + DRAIN_TIMEOUT;
-    while Instant::now() < drained_by {
-        let seen = replies.ledger.lock().map_or(0, |ledger| ledger.distinct());
-        if seen >= requested || senders.is_err() {
-            break;
-        }
-        if seen != last.0 {
-            last = (seen, Instant::now());
-        } else if last.1.elapsed() > REPLY_TIMEOUT {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if senders.is_ok() {
+        let seen = || replies.ledger.lock().map_or(0, |ledger| ledger.distinct());
+        drain(seen, requested, Instant::now() + DRAIN_TIMEOUT);
     }
     let finished = Instant::now();
     progress.finish();
@@ -191,7 +171,7 @@ fn measure(
             format!("first error: {error}"),
         ));
     }
-    Ok((report, checks))
+    Ok((report, checks, requested))
 }
 
 /// A reader of the reply topic from its current end, before any request is sent.

@@ -44,7 +44,6 @@ pub struct Sent {
     /// Every acknowledged send by partition, warm-up included.
     pub acked_by_partition: Vec<u64>,
     pub acked: u64,
-    pub failed: u64,
     pub first_error: Option<String>,
 }
 
@@ -86,7 +85,6 @@ impl ProducerContext for Acks {
                 }
             }
             Err((error, _)) => {
-                sent.failed += 1;
                 sent.recorder.error();
                 if sent.first_error.is_none() {
                     sent.first_error = Some(error.to_string());
@@ -128,7 +126,7 @@ pub fn producer(
 pub fn send(
     producer: &LoadProducer,
     plan: &SenderPlan,
-    mut after_send: impl FnMut(&LoadProducer, u64),
+    mut after_send: impl FnMut(u64),
 ) -> anyhow::Result<Sent> {
     let _ = producer.context().schedule.set(plan.schedule);
     let mut value = vec![0x5A_u8; plan.size];
@@ -168,7 +166,7 @@ pub fn send(
             );
         }
         enqueue(producer, record)?;
-        after_send(producer, sequence);
+        after_send(sequence);
     }
     producer
         .flush(FLUSH_TIMEOUT)
