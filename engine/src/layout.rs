@@ -1,6 +1,7 @@
 //! Where things live in the data directory:
 //!
 //! ```text
+//! <data-dir>/.lock                    flock'd by the running broker (shard_set)
 //! <data-dir>/metadata.bin             topics, settings, placement (metadata_store)
 //! <data-dir>/clean-shutdown           present only between a clean stop and the next start
 //! <data-dir>/partitions/<topic>-<index>~<topic id>/

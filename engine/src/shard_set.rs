@@ -39,6 +39,8 @@ pub struct ShardSet {
     threads: Vec<std::thread::JoinHandle<()>>,
     config: EngineConfig,
     recovery: Vec<RecoveryReport>,
+    /// `<data-dir>/.lock`, locked for as long as the shards run (see [`lock_data_dir`]).
+    _lock: std::fs::File,
 }
 
 /// Why the shards could not start or stop.
@@ -52,6 +54,10 @@ pub enum EngineError {
         path: std::path::PathBuf,
         detail: String,
     },
+    #[error(
+        "data directory {path} is in use by another process (another broker?): {LOCK_FILE} is locked"
+    )]
+    DataDirInUse { path: std::path::PathBuf },
     #[error(transparent)]
     Metadata(#[from] metadata_store::MetadataError),
     #[error("could not start shard {shard}: {detail}")]
@@ -66,6 +72,35 @@ pub struct ShutdownSummary {
     pub shards: Vec<ShutdownReport>,
     /// True when every partition closed cleanly, so the next start trusts saved indexes.
     pub clean: bool,
+}
+
+/// The file in the data directory a running broker holds an exclusive lock on.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Takes the data directory's lock, as Kafka does with its log directories: two brokers
+/// writing the same segment files would destroy them. The lock is an `flock`, so it goes
+/// with the process, however it ends.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, EngineError> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| EngineError::DataDir {
+            path: path.clone(),
+            detail: error.to_string(),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(EngineError::DataDirInUse {
+            path: data_dir.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(error)) => Err(EngineError::DataDir {
+            path,
+            detail: format!("locking: {error}"),
+        }),
+    }
 }
 
 /// What a shard thread tells the starting thread.
@@ -104,6 +139,7 @@ impl ShardSet {
             detail: error.to_string(),
         };
         std::fs::create_dir_all(&data_dir).map_err(data_dir_error)?;
+        let lock = lock_data_dir(&data_dir)?;
         let snapshot = place_on_shards(metadata_store::load(&data_dir)?, config.shard_count);
         metadata_store::store(&data_dir, &snapshot)?;
         let clean = layout::prepare(&data_dir, &snapshot).map_err(data_dir_error)?;
@@ -122,6 +158,7 @@ impl ShardSet {
             threads: Vec::new(),
             config: config.clone(),
             recovery: Vec::new(),
+            _lock: lock,
         };
         let shards = receivers.into_iter().zip(control_receivers);
         for (index, (requests, control)) in shards.enumerate() {

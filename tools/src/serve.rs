@@ -154,6 +154,19 @@ fn free_port(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
     Ok(probe.local_addr()?)
 }
 
+/// Refuses a listen address another socket holds. Every shard binds it with SO_REUSEPORT,
+/// which would otherwise let a second broker share the port and the kernel split clients
+/// between the two.
+fn ensure_port_free(listen: SocketAddr) -> anyhow::Result<()> {
+    match TcpListener::bind(listen) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+            bail!("{listen} is already in use (another broker?)")
+        }
+        Err(error) => Err(error).with_context(|| format!("binding {listen}")),
+    }
+}
+
 /// Runs the broker until SIGTERM or SIGINT, then shuts down cleanly.
 pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let Settings {
@@ -161,6 +174,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         net,
         metrics,
     } = args.settings()?;
+    ensure_port_free(net.listen)?;
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .context("installing signal handlers")?;
     let shards = engine.shard_count;

@@ -155,3 +155,62 @@ fn groups_and_lag(broker: &Broker) {
     let columns: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&columns[..5], ["orders", "1", "2", "3", "1"], "{lag}");
 }
+
+/// A second broker may neither share a running broker's port (SO_REUSEPORT would let the
+/// kernel split clients between them) nor its data directory (both would write the same
+/// segment files). Both refusals name the problem, and the first broker keeps serving.
+#[test]
+fn a_second_broker_is_refused_the_port_and_the_data_directory() {
+    let broker = Broker::start();
+    let other_dir = tempfile::tempdir().unwrap();
+    let same_port = second_serve(&broker.bootstrap(), other_dir.path());
+    assert_eq!(same_port.status.code(), Some(2), "{same_port:?}");
+    let said = String::from_utf8_lossy(&same_port.stderr);
+    assert!(said.contains("already in use"), "{said}");
+
+    let other_port = format!("127.0.0.1:{}", support::free_port());
+    let same_dir = second_serve(&other_port, broker.data_dir());
+    assert_eq!(same_dir.status.code(), Some(2), "{same_dir:?}");
+    let said = String::from_utf8_lossy(&same_dir.stderr);
+    assert!(said.contains("in use by another process"), "{said}");
+
+    let listed = strand(&broker, &["topic", "list"], None);
+    assert!(listed.status.success(), "{listed:?}");
+    broker.stop();
+}
+
+/// `strand serve` that is expected to refuse to start: killed if it is still running
+/// after 30 s, so a failure to refuse cannot hang the test.
+fn second_serve(listen: &str, data_dir: &std::path::Path) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_strand"))
+        .args([
+            "serve",
+            "--cores",
+            "1",
+            "--metrics",
+            "none",
+            "--listen",
+            listen,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .is_err()
+        {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = done_tx.send(());
+    watchdog.join().unwrap();
+    output
+}
