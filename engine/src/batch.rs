@@ -13,6 +13,7 @@
 //! ```
 
 use crate::offset::Offset;
+use bytes::Bytes;
 
 /// Bytes in a v2 batch header, before the first record.
 pub const BATCH_HEADER_LEN: usize = 61;
@@ -221,17 +222,26 @@ pub fn check_batch(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(header)
 }
 
+/// The bytes of a batch the log rewrites: base offset, length and leader epoch.
+const PREFIX_LEN: usize = MAGIC_AT;
+
 /// One record batch that passed [`check_batch`]: the only form in which bytes from a
 /// client reach a partition log.
+///
+/// The bytes stay where they arrived (a slice of the request frame, shared, never copied);
+/// the fields the log assigns live in a small prefix that supersedes the frame's first
+/// [`PREFIX_LEN`] bytes. The batch is copied once, into the segment's DMA buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidatedBatch {
-    bytes: Vec<u8>,
+    prefix: [u8; PREFIX_LEN],
+    bytes: Bytes,
     header: BatchHeader,
 }
 
 impl ValidatedBatch {
     /// Validates `bytes` as one batch of at most `len_max` bytes.
-    pub fn new(bytes: Vec<u8>, len_max: usize) -> Result<ValidatedBatch, BatchError> {
+    pub fn new(bytes: impl Into<Bytes>, len_max: usize) -> Result<ValidatedBatch, BatchError> {
+        let bytes = bytes.into();
         if bytes.len() > len_max {
             return Err(BatchError::TooLarge {
                 len: bytes.len(),
@@ -239,19 +249,38 @@ impl ValidatedBatch {
             });
         }
         let header = check_batch(&bytes)?;
-        Ok(ValidatedBatch { bytes, header })
+        let prefix = field(&bytes, 0);
+        Ok(ValidatedBatch {
+            prefix,
+            bytes,
+            header,
+        })
     }
 
     pub fn header(&self) -> &BatchHeader {
         &self.header
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The batch as stored, in two pieces: the log-owned prefix, then the rest.
+    pub fn parts(&self) -> [&[u8]; 2] {
+        [&self.prefix, &self.bytes[PREFIX_LEN..]]
     }
 
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+    /// The same two pieces as shared buffers (the prefix is copied; the rest is not).
+    pub fn into_parts(self) -> [Bytes; 2] {
+        [
+            Bytes::copy_from_slice(&self.prefix),
+            self.bytes.slice(PREFIX_LEN..),
+        ]
+    }
+
+    /// The batch as stored, in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        for part in self.parts() {
+            out.extend_from_slice(part);
+        }
+        out
     }
 
     pub fn len(&self) -> usize {
@@ -280,8 +309,8 @@ impl ValidatedBatch {
     /// Writes the broker-owned fields: the base offset the log assigns and the leader epoch
     /// of the writer. Neither is covered by the CRC, so the batch stays valid.
     pub fn assign(&mut self, base_offset: Offset, leader_epoch: i32) {
-        self.bytes[..LENGTH_AT].copy_from_slice(&base_offset.value().to_be_bytes());
-        self.bytes[LEADER_EPOCH_AT..MAGIC_AT].copy_from_slice(&leader_epoch.to_be_bytes());
+        self.prefix[..LENGTH_AT].copy_from_slice(&base_offset.value().to_be_bytes());
+        self.prefix[LEADER_EPOCH_AT..MAGIC_AT].copy_from_slice(&leader_epoch.to_be_bytes());
         self.header.base_offset = base_offset.value();
         self.header.partition_leader_epoch = leader_epoch;
     }
@@ -414,10 +443,26 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_keeps_the_frames_memory_and_never_writes_to_it() {
+        let mut frame = vec![0xAB; 7];
+        frame.extend_from_slice(&sample());
+        let frame = Bytes::from(frame);
+        let records = frame.slice(7..);
+        let mut batch = ValidatedBatch::new(records.clone(), 1 << 20).unwrap();
+        batch.assign(Offset::new(99).unwrap(), 3);
+        let [_, rest] = batch.parts();
+        assert_eq!(rest.as_ptr(), records[PREFIX_LEN..].as_ptr(), "no copy");
+        assert_eq!(&frame[7..], &sample()[..], "the frame is unchanged");
+        let [prefix, rest] = batch.clone().into_parts();
+        assert_eq!([prefix, rest].concat(), batch.to_vec());
+        assert_eq!(check_batch(&batch.to_vec()).unwrap().base_offset, 99);
+    }
+
+    #[test]
     fn assigning_offsets_keeps_the_crc_valid() {
         let mut batch = ValidatedBatch::new(sample(), 1 << 20).unwrap();
         batch.assign(Offset::new(1234).unwrap(), 7);
-        let header = check_batch(batch.bytes()).unwrap();
+        let header = check_batch(&batch.to_vec()).unwrap();
         assert_eq!(header.base_offset, 1234);
         assert_eq!(header.partition_leader_epoch, 7);
         assert_eq!(batch.last_offset(), Offset::new(1235).unwrap());

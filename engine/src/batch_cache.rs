@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 
 use ahash::AHashMap;
+use bytes::Bytes;
 
 use crate::ids::PartitionId;
 use crate::offset::Offset;
@@ -26,7 +27,14 @@ pub struct BatchCache {
 struct CachedBatch {
     base: Offset,
     last: Offset,
-    bytes: Vec<u8>,
+    /// The batch's bytes, in pieces (see `ValidatedBatch::into_parts`).
+    parts: [Bytes; 2],
+}
+
+impl CachedBatch {
+    fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
 }
 
 /// The answer of [`BatchCache::read`].
@@ -48,27 +56,35 @@ impl BatchCache {
         }
     }
 
-    /// Caches the batch `bytes` holding offsets `base..=last` of `partition`, evicting the
-    /// oldest batches to stay within the bound. A batch that does not continue the
-    /// partition's cached run replaces it.
-    pub fn insert(&mut self, partition: PartitionId, base: Offset, last: Offset, bytes: Vec<u8>) {
+    /// Caches the batch holding offsets `base..=last` of `partition`, whose bytes are
+    /// `parts` in order, evicting the oldest batches to stay within the bound. A batch that
+    /// does not continue the partition's cached run replaces it.
+    pub fn insert(
+        &mut self,
+        partition: PartitionId,
+        base: Offset,
+        last: Offset,
+        parts: [Bytes; 2],
+    ) {
+        let batch = CachedBatch { base, last, parts };
+        let len = batch.len();
         let continues = self
             .partitions
             .get(&partition)
             .and_then(VecDeque::back)
             .is_none_or(|tail| tail.last.plus(1) == base);
-        if !continues || bytes.len() > self.bytes_max {
+        if !continues || len > self.bytes_max {
             self.remove_partition(partition);
         }
-        if bytes.len() > self.bytes_max {
+        if len > self.bytes_max {
             return;
         }
-        self.bytes += bytes.len();
+        self.bytes += len;
         self.order.push_back((partition, base));
         self.partitions
             .entry(partition)
             .or_default()
-            .push_back(CachedBatch { base, last, bytes });
+            .push_back(batch);
         while self.bytes > self.bytes_max {
             self.evict_oldest();
         }
@@ -95,12 +111,15 @@ impl BatchCache {
         let start = batches.partition_point(|batch| batch.last < from);
         let mut copied = 0;
         for batch in batches.range(start..) {
-            let fits = copied == 0 || copied + batch.bytes.len() <= bytes_max;
+            let len = batch.len();
+            let fits = copied == 0 || copied + len <= bytes_max;
             if batch.last >= end || !fits {
                 break;
             }
-            out.extend_from_slice(&batch.bytes);
-            copied += batch.bytes.len();
+            for part in &batch.parts {
+                out.extend_from_slice(part);
+            }
+            copied += len;
         }
         CacheRead::Hit { bytes: copied }
     }
@@ -108,7 +127,7 @@ impl BatchCache {
     /// Forgets every batch of `partition`.
     pub fn remove_partition(&mut self, partition: PartitionId) {
         if let Some(batches) = self.partitions.remove(&partition) {
-            self.bytes -= batches.iter().map(|batch| batch.bytes.len()).sum::<usize>();
+            self.bytes -= batches.iter().map(CachedBatch::len).sum::<usize>();
             self.order.retain(|(owner, _)| *owner != partition);
         }
     }
@@ -141,7 +160,7 @@ impl BatchCache {
             evicted.base, base,
             "cache eviction order matches insertion order"
         );
-        self.bytes -= evicted.bytes.len();
+        self.bytes -= evicted.len();
         if batches.is_empty() {
             self.partitions.remove(&partition);
         }
@@ -161,6 +180,13 @@ mod tests {
         Offset::new(value).unwrap()
     }
 
+    /// `bytes` split in two pieces, as stored batches are.
+    fn parts(bytes: Vec<u8>) -> [Bytes; 2] {
+        let mut rest = Bytes::from(bytes);
+        let first = rest.split_to(3);
+        [first, rest]
+    }
+
     /// Inserts batches of 10 bytes holding 2 offsets each, starting at `from`.
     fn fill(cache: &mut BatchCache, index: u32, from: i64, count: i64) {
         for batch in 0..count {
@@ -170,7 +196,7 @@ mod tests {
                 partition(index),
                 offset(base),
                 offset(base + 1),
-                vec![byte; 10],
+                parts(vec![byte; 10]),
             );
         }
     }
@@ -249,7 +275,7 @@ mod tests {
     fn a_batch_larger_than_the_cache_is_not_kept() {
         let mut cache = BatchCache::new(15);
         fill(&mut cache, 0, 0, 1);
-        cache.insert(partition(0), offset(2), offset(3), vec![0; 20]);
+        cache.insert(partition(0), offset(2), offset(3), parts(vec![0; 20]));
         assert!(cache.is_empty());
     }
 }

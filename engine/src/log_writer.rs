@@ -75,19 +75,27 @@ impl LogWriter {
 
     /// Copies `bytes` to the end of the log. Needs a glommio executor (DMA memory).
     pub fn append(&mut self, bytes: &[u8]) {
+        self.append_parts(&[bytes]);
+    }
+
+    /// Copies `parts`, in order, to the end of the log, all into one buffer.
+    pub fn append_parts(&mut self, parts: &[&[u8]]) {
+        let len = parts.iter().map(|part| part.len()).sum::<usize>();
         let fits = self
             .current
             .as_ref()
-            .is_some_and(|current| current.filled + bytes.len() <= current.buffer.len());
+            .is_some_and(|current| current.filled + len <= current.buffer.len());
         if !fits {
             self.retire_current(Retire::Followed);
-            self.current = Some(self.start_buffer(bytes.len()));
+            self.current = Some(self.start_buffer(len));
         }
         let current = self.current.as_mut().expect("a buffer was just started");
-        current.buffer.as_bytes_mut()[current.filled..current.filled + bytes.len()]
-            .copy_from_slice(bytes);
-        current.filled += bytes.len();
-        self.log_len += to_u64(bytes.len());
+        for part in parts {
+            current.buffer.as_bytes_mut()[current.filled..current.filled + part.len()]
+                .copy_from_slice(part);
+            current.filled += part.len();
+        }
+        self.log_len += to_u64(len);
     }
 
     /// Every appended byte not yet taken, as aligned writes in log order.
@@ -223,7 +231,8 @@ mod tests {
         }
     }
 
-    /// Appends `sizes` bytes (taking after each `take_every` appends) and checks the image.
+    /// Appends `sizes` bytes (taking after each `take_every` appends; every other append in
+    /// two pieces) and checks the image.
     fn check(sizes: &[usize], take_every: usize, buffer_bytes: usize) {
         glommio::LocalExecutor::default().run(async {
             let mut writer = LogWriter::new(0, Vec::new(), buffer_bytes);
@@ -233,7 +242,14 @@ mod tests {
                 let bytes: Vec<u8> = (0..size)
                     .map(|at| u8::try_from((at + index) % 251).unwrap())
                     .collect();
-                writer.append(&bytes);
+                if index % 2 == 1 {
+                    // Batches arrive in two pieces (prefix and rest); any split must land
+                    // as if it were one.
+                    let (first, rest) = bytes.split_at(size / 3);
+                    writer.append_parts(&[first, rest]);
+                } else {
+                    writer.append(&bytes);
+                }
                 expected.extend_from_slice(&bytes);
                 if index % take_every == 0 {
                     apply(&mut image, writer.take());

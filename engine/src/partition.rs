@@ -358,7 +358,7 @@ impl PartitionLog {
         let base = self.next_offset;
         batch.assign(base, leader_epoch);
         let active = self.active_mut();
-        active.append(batch.header(), batch.bytes(), now_ms);
+        active.append(batch.header(), &batch.parts(), now_ms);
         self.next_offset = batch.last_offset().plus(1);
         self.unflushed_bytes += batch.len();
         self.unflushed_batches += 1;

@@ -70,8 +70,8 @@ impl Segment {
         self.index.base_offset()
     }
 
-    /// Appends one batch whose offsets the partition assigned.
-    pub fn append(&mut self, header: &BatchHeader, bytes: &[u8], now_ms: i64) {
+    /// Appends one batch, in pieces, whose offsets the partition assigned.
+    pub fn append(&mut self, header: &BatchHeader, parts: &[&[u8]], now_ms: i64) {
         let writer = self
             .writer
             .as_mut()
@@ -81,11 +81,12 @@ impl Segment {
             u64::from(self.index.log_len()),
             "writer and index agree on the log length"
         );
-        writer.append(bytes);
+        writer.append_parts(parts);
         if self.index.is_empty() && header.max_timestamp >= 0 {
             self.roll_base_ms = header.max_timestamp;
         }
-        let len = u32::try_from(bytes.len()).expect("batches are below 4 GiB");
+        let len = parts.iter().map(|part| part.len()).sum::<usize>();
+        let len = u32::try_from(len).expect("batches are below 4 GiB");
         self.index.observe(header, len);
         self.last_modified_ms = now_ms;
     }

@@ -316,7 +316,7 @@ impl Shard {
                 self.pending_write_bytes += stored.len();
                 slot.commit.wait(last, AppendWaiter { reply, base, last });
                 self.cache
-                    .insert(partition, base, last, stored.into_bytes());
+                    .insert(partition, base, last, stored.into_parts());
                 self.start_flush(partition);
             }
             Err(error) => {

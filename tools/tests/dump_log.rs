@@ -27,11 +27,11 @@ fn segment(dir: &Path, count: usize) -> (PathBuf, Vec<usize>) {
         let mut batch = ValidatedBatch::new(builder.build(), 1 << 20).unwrap();
         batch.assign(index.next_offset(), 3);
         index.observe(
-            &check_batch(batch.bytes()).unwrap(),
+            &check_batch(&batch.to_vec()).unwrap(),
             u32::try_from(batch.len()).unwrap(),
         );
         positions.push(log.len());
-        log.extend_from_slice(batch.bytes());
+        log.extend_from_slice(&batch.to_vec());
     }
     let path = dir.join("00000000000000000100.log");
     std::fs::write(&path, &log).unwrap();

@@ -98,7 +98,7 @@ async fn produce_partition(
             "the partition's records are null",
         ));
     };
-    let batch = ValidatedBatch::new(records.to_vec(), broker.config.limits.frame_bytes_max)?;
+    let batch = ValidatedBatch::new(records, broker.config.limits.frame_bytes_max)?;
     if batch.header().is_transactional() {
         return Err(KafkaError::new(
             ResponseError::TransactionalIdAuthorizationFailed,
