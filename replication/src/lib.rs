@@ -1,0 +1,22 @@
+//! Strand's cluster layer: chain replication of partitions across nodes.
+//!
+//! Owns the replication protocol of one partition's chain (`chain`): the head appends and
+//! forwards, each member appends and forwards, acknowledgements travel back up, each member
+//! passing one on only after its own copy is durable, and the committed offset advances
+//! when an acknowledgement reaches the head. Reconfiguration is by chain epoch: every
+//! message carries it and a stale one is refused.
+//!
+//! It must never do I/O, read a clock or spawn a task: [`chain::Replica`] takes events and
+//! returns [`chain::Action`]s (messages to send, log appends, syncs, truncations, reads),
+//! so the deterministic simulation in `tests/simulation.rs` can drive it through crashes,
+//! pauses, message loss, reordering and delay. The transport, the controller and the
+//! binding to the storage engine wrap this core and are not built yet.
+//!
+//! Public boundary: [`NodeId`], [`ChainEpoch`], [`chain::Chain`], [`chain::Member`],
+//! [`chain::Replica`], [`chain::Recovered`], [`chain::Limits`], [`chain::Message`],
+//! [`chain::Envelope`], [`chain::Action`], [`chain::Entry`].
+
+pub mod chain;
+mod ids;
+
+pub use ids::{ChainEpoch, NodeId};
