@@ -9,14 +9,19 @@
 //! It must never do I/O, read a clock or spawn a task: [`chain::Replica`] takes events and
 //! returns [`chain::Action`]s (messages to send, log appends, syncs, truncations, reads),
 //! so the deterministic simulation in `tests/simulation.rs` can drive it through crashes,
-//! pauses, message loss, reordering and delay. The transport, the controller and the
-//! binding to the storage engine wrap this core and are not built yet.
+//! pauses, message loss, reordering and delay. [`controller`] holds the cluster metadata
+//! decisions (liveness by lease, chains per partition, learners and promotion) as a pure
+//! state machine too, and the simulation runs it as the controller. The Raft log that will
+//! replicate the controller, the transport and the binding to the storage engine wrap
+//! these cores and are not built yet.
 //!
 //! Public boundary: [`NodeId`], [`ChainEpoch`], [`chain::Chain`], [`chain::Member`],
 //! [`chain::Replica`], [`chain::Recovered`], [`chain::Limits`], [`chain::Message`],
-//! [`chain::Envelope`], [`chain::Action`], [`chain::Entry`].
+//! [`chain::Envelope`], [`chain::Action`], [`chain::Entry`], [`controller::ChainKeeper`],
+//! [`controller::ReplicaReport`], [`controller::Liveness`], [`controller::Timing`].
 
 pub mod chain;
+pub mod controller;
 mod ids;
 
 pub use ids::{ChainEpoch, NodeId};

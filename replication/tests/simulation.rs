@@ -7,13 +7,13 @@
 //!   paused, removed head acknowledges nothing), and its reports never go back;
 //! - once the faults stop, appends commit again.
 //!
-//! The controller here is an oracle with a lease-based failure detector: a restarted node
-//! registers and is detached (unless it is the only member); its heartbeat
-//! answers grant a lease and carry the current chain; it removes a node silent for two
-//! leases, attaches a returning node as the learner, and promotes the learner once its log
-//! is durable up to the head's committed offset (read from the head's state: the real
-//! controller will learn it from heartbeats). `SIM_SEED=N` replays
-//! one seed; `SIM_SEEDS=N` runs N seeds from `SIM_SEED_FIRST` (default 2,000 from 0),
+//! The controller is the crate's own `ChainKeeper` with `Liveness`, fed by lossy
+//! heartbeats that report each replica's epoch, durable end and committed offset; their
+//! answers grant the lease and carry the current chain. A restarted node registers before
+//! it acts.
+//!
+//! `SIM_SEED=N` replays one seed (`SIM_TRACE=1` logs its events, `SIM_TRACE=sends` its
+//! messages too); `SIM_SEEDS=N` runs N seeds from `SIM_SEED_FIRST` (default 2,000 from 0),
 //! stopping after `SIM_SECONDS` (default 60).
 
 #![allow(clippy::unwrap_used)]
@@ -24,9 +24,8 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strand_engine::Offset;
-use strand_replication::chain::{
-    Action, Chain, Entry, Envelope, Limits, Member, Recovered, Replica,
-};
+use strand_replication::chain::{Action, Chain, Entry, Envelope, Limits, Recovered, Replica};
+use strand_replication::controller::{ChainKeeper, Liveness, ReplicaReport, Timing};
 use strand_replication::{ChainEpoch, NodeId};
 
 const NODES: usize = 3;
@@ -195,49 +194,11 @@ impl Node {
     }
 }
 
+/// The controller: the crate's own state machine, fed by heartbeats.
 struct Controller {
-    chain: Chain,
-    last_heard: [u64; NODES],
+    keeper: ChainKeeper,
+    liveness: Liveness,
     changed: bool,
-    /// The epoch each node was last promoted from learner to member in.
-    promoted_in: [Option<ChainEpoch>; NODES],
-    /// The highest chain epoch in which a head reported a commit.
-    commit_epoch: ChainEpoch,
-}
-
-impl Controller {
-    /// A member holds every committed offset once a head has committed in an epoch that
-    /// includes it: that commit needed its acknowledgement, which covers every offset
-    /// below. Until then, a promoted learner may lack what the old chain committed while
-    /// it was being promoted.
-    fn holds_everything(&self, node: NodeId) -> bool {
-        self.promoted_in[index_of(node)].is_none_or(|epoch| self.commit_epoch >= epoch)
-    }
-
-    /// True when `members` without `node` still has one that holds every committed offset.
-    fn may_remove(&self, members: &[Member], node: NodeId) -> bool {
-        members
-            .iter()
-            .any(|m| m.node != node && self.holds_everything(m.node))
-    }
-
-    /// A restarted node registers: it is detached from the chain unless it is the only
-    /// member, and must ignore every chain older than the answer, which is always a new
-    /// epoch (a head's entries before and after its restart must not share one).
-    fn register(&mut self, node: NodeId) -> ChainEpoch {
-        let chain = &self.chain;
-        let mut members = chain.members.clone();
-        let mut learner = chain.learner;
-        if learner.is_some_and(|l| l.node == node) {
-            learner = None;
-        }
-        if self.may_remove(&members, node) {
-            members.retain(|m| m.node != node);
-        }
-        self.chain = Chain::new(chain.epoch.next(), members, learner);
-        self.changed = true;
-        self.chain.epoch
-    }
 }
 
 struct Sim {
@@ -272,14 +233,9 @@ impl Sim {
             message_entries_max: rng.gen_range(1..8),
             resend_ticks: rng.gen_range(2..6),
         };
-        let epoch = ChainEpoch::new(1);
-        let members = (0..NODES)
-            .map(|index| Member {
-                node: node_id(index),
-                since: epoch,
-            })
-            .collect();
-        let chain = Chain::new(epoch, members, None);
+        let ids: Vec<NodeId> = (0..NODES).map(node_id).collect();
+        let keeper = ChainKeeper::new(&ids);
+        let chain = keeper.chain().clone();
         let nodes = (0..NODES)
             .map(|index| {
                 let mut replica = Replica::new(node_id(index), limits);
@@ -303,11 +259,9 @@ impl Sim {
             now: 0,
             nodes,
             controller: Controller {
-                chain,
-                last_heard: [0; NODES],
+                keeper,
+                liveness: Liveness::new(Timing::new(LEASE_TICKS, SILENCE_TICKS), &ids, 0),
                 changed: false,
-                promoted_in: [None; NODES],
-                commit_epoch: ChainEpoch::default(),
             },
             network: Vec::new(),
             configs: Vec::new(),
@@ -383,7 +337,8 @@ impl Sim {
             let node = &mut self.nodes[index];
             if node.down_until.is_some_and(|until| until <= now) {
                 node.down_until = None;
-                let epoch_min = self.controller.register(node.id);
+                let epoch_min = self.controller.keeper.register(node.id);
+                self.controller.changed = true;
                 node.replica = Some(Replica::recover(
                     node.id,
                     self.limits,
@@ -419,12 +374,20 @@ impl Sim {
             }
             let loss = if self.faulty() { 0.1 } else { 0.0 };
             if self.rng.gen_bool(1.0 - loss) {
-                self.controller.last_heard[index] = self.now;
+                let replica = self.nodes[index].replica.as_ref().unwrap();
+                let report = ReplicaReport {
+                    epoch: replica.chain().map(|c| c.epoch).unwrap_or_default(),
+                    durable_end: replica.durable_end(),
+                    committed: replica.committed(),
+                    committed_in: replica.committed_in(),
+                };
+                self.controller.liveness.heard(node_id(index), self.now);
+                self.controller.keeper.report(node_id(index), report);
                 if self.rng.gen_bool(1.0 - loss) {
                     // The answer grants the lease and carries the current chain, so a
                     // node never holds a lease over a chain it has not seen.
                     self.nodes[index].last_contact = self.now;
-                    let chain = self.controller.chain.clone();
+                    let chain = self.controller.keeper.chain().clone();
                     self.nodes[index]
                         .replica
                         .as_mut()
@@ -438,59 +401,16 @@ impl Sim {
         }
     }
 
-    /// The oracle controller: remove silent nodes, attach a returning one as the learner,
-    /// promote a caught-up learner.
+    /// The controller decides, and sends its chain to every node now and then.
     fn control(&mut self) {
         let now = self.now;
-        let heard = self.controller.last_heard;
-        let silent = |node: NodeId| now - heard[index_of(node)] > SILENCE_TICKS;
-        let chain = self.controller.chain.clone();
-        let next = chain.epoch.next();
-        let mut members = chain.members.clone();
-        let mut learner = chain.learner;
-        if learner.is_some_and(|l| silent(l.node)) {
-            learner = None;
+        let ids: Vec<NodeId> = (0..NODES).map(node_id).collect();
+        let controller = &mut self.controller;
+        if controller.keeper.decide(&controller.liveness, now, &ids) {
+            controller.changed = true;
         }
-        if let Some(gone) = members.iter().position(|m| silent(m.node))
-            && self.controller.may_remove(&members, members[gone].node)
-        {
-            members.remove(gone);
-        }
-        if learner.is_none()
-            && let Some(index) = (0..NODES).find(|&index| {
-                let node = node_id(index);
-                !members.iter().any(|m| m.node == node) && !silent(node)
-            })
-        {
-            learner = Some(Member {
-                node: node_id(index),
-                since: next,
-            });
-        }
-        if let Some(l) = learner {
-            // Promote only on fresh news from the head: its committed offset (here the
-            // highest any head ever reported) must be durable on the learner.
-            let committed = self
-                .committed
-                .last_key_value()
-                .map_or(Offset::ZERO, |(start, item)| start.plus(item.len));
-            let head_fresh = now - heard[index_of(members[0].node)] <= LEASE_TICKS;
-            let candidate = &self.nodes[index_of(l.node)];
-            let caught_up = candidate.replica.as_ref().is_some_and(|candidate| {
-                candidate.chain().is_some_and(|c| c.epoch == chain.epoch)
-                    && candidate.durable_end() >= committed
-                    && l.since <= chain.epoch
-            });
-            if caught_up && head_fresh && !silent(l.node) {
-                self.controller.promoted_in[index_of(l.node)] = Some(next);
-                members.push(l);
-                learner = None;
-            }
-        }
-        if members != chain.members || learner != chain.learner {
-            self.controller.chain = Chain::new(next, members, learner);
-            self.controller.changed = true;
-            let chain = self.controller.chain.clone();
+        if self.controller.changed {
+            let chain = self.controller.keeper.chain().clone();
             self.note(|| format!("controller: {chain:?}"));
         }
         if self.controller.changed || now.is_multiple_of(5) {
@@ -498,8 +418,8 @@ impl Sim {
             for index in 0..NODES {
                 if self.rng.gen_bool(0.8) {
                     let due = now + self.rng.gen_range(0..3);
-                    self.configs
-                        .push((due, index, self.controller.chain.clone()));
+                    let chain = self.controller.keeper.chain().clone();
+                    self.configs.push((due, index, chain));
                 }
             }
         }
@@ -560,7 +480,7 @@ impl Sim {
             return;
         }
         let target = if self.rng.gen_bool(0.9) {
-            index_of(self.controller.chain.head())
+            index_of(self.controller.keeper.chain().head())
         } else {
             self.rng.gen_range(0..NODES)
         };
@@ -645,7 +565,7 @@ impl Sim {
     fn on_committed(&mut self, index: usize, end: Offset) {
         let node = &mut self.nodes[index];
         assert!(
-            self.controller.chain.is_member(node.id),
+            self.controller.keeper.chain().is_member(node.id),
             "{} reported {end} committed after the controller removed it (t={})",
             node.id,
             self.now
@@ -657,12 +577,6 @@ impl Sim {
             node.committed_reported
         );
         node.committed_reported = end;
-        let epoch = node
-            .replica
-            .as_ref()
-            .and_then(|r| r.chain())
-            .map(|c| c.epoch);
-        self.controller.commit_epoch = self.controller.commit_epoch.max(epoch.unwrap_or_default());
         let from = node.checked_entries.min(node.disk.entries.len());
         for (start, item) in &node.disk.entries[from..] {
             if *start >= end {
@@ -689,7 +603,7 @@ impl Sim {
     }
 
     fn check_end(&self) {
-        let chain = &self.controller.chain;
+        let chain = self.controller.keeper.chain();
         for member in &chain.members {
             let node = &self.nodes[index_of(member.node)];
             for (start, item) in &self.committed {

@@ -88,6 +88,8 @@ pub struct Replica<E> {
     /// past it (what follows was appended after the sync began).
     sync_cut: Option<Offset>,
     committed: Offset,
+    /// The chain epoch in which this replica last committed as head.
+    committed_in: ChainEpoch,
     lease_valid: bool,
     downstream: Option<Downstream>,
     upstream: Option<Upstream>,
@@ -165,6 +167,7 @@ impl<E: Entry> Replica<E> {
             sync_in_flight: false,
             sync_cut: None,
             committed: disk.committed.min(log_end),
+            committed_in: ChainEpoch::default(),
             lease_valid: false,
             downstream: None,
             upstream: None,
@@ -199,6 +202,13 @@ impl<E: Entry> Replica<E> {
     /// The committed offset this replica knows (the head's is authoritative).
     pub fn committed(&self) -> Offset {
         self.committed
+    }
+
+    /// The chain epoch in which this replica last committed as head: a commit in an epoch
+    /// needed every member's acknowledgement, so each member of it then held every
+    /// committed offset (what the controller needs before it may drop older members).
+    pub fn committed_in(&self) -> ChainEpoch {
+        self.committed_in
     }
 
     /// Where each epoch's entries start in this replica's log.
@@ -646,6 +656,7 @@ impl<E: Entry> Replica<E> {
         if self.role_head() {
             if self.lease_valid && acked > self.committed {
                 self.committed = acked;
+                self.committed_in = self.epoch();
                 self.actions.push(Action::Committed(acked));
             }
         } else {

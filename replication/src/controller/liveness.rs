@@ -1,0 +1,91 @@
+//! Which nodes the controller has heard from, and the leases that follows from.
+//!
+//! A node holds a lease for `lease_ms` after the controller answered its heartbeat; the
+//! controller treats it as gone only after `silence_ms` (longer than the lease) without a
+//! heartbeat. A node therefore stops acting as head (its lease lapsed) before the
+//! controller can replace it, as long as clocks advance at about the same rate.
+
+use std::collections::BTreeMap;
+
+use crate::ids::NodeId;
+
+/// The lease and the silence after which a node is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub lease_ms: u64,
+    pub silence_ms: u64,
+}
+
+impl Timing {
+    /// # Panics
+    /// When the silence window is not longer than the lease.
+    pub fn new(lease_ms: u64, silence_ms: u64) -> Timing {
+        assert!(
+            silence_ms > lease_ms,
+            "a node must lose its lease ({lease_ms} ms) before the controller gives up on it \
+             ({silence_ms} ms)"
+        );
+        Timing {
+            lease_ms,
+            silence_ms,
+        }
+    }
+}
+
+/// When the controller last heard from each node.
+#[derive(Clone, Debug)]
+pub struct Liveness {
+    timing: Timing,
+    heard_ms: BTreeMap<NodeId, u64>,
+}
+
+impl Liveness {
+    /// Every node in `nodes` counts as heard at `now_ms` (a controller that just took over
+    /// gives each node a full silence window).
+    pub fn new(timing: Timing, nodes: &[NodeId], now_ms: u64) -> Liveness {
+        Liveness {
+            timing,
+            heard_ms: nodes.iter().map(|&node| (node, now_ms)).collect(),
+        }
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    pub fn heard(&mut self, node: NodeId, now_ms: u64) {
+        let heard = self.heard_ms.entry(node).or_insert(now_ms);
+        *heard = (*heard).max(now_ms);
+    }
+
+    /// True when nothing came from `node` for longer than the silence window.
+    pub fn silent(&self, node: NodeId, now_ms: u64) -> bool {
+        self.heard_ms
+            .get(&node)
+            .is_none_or(|&heard| now_ms.saturating_sub(heard) > self.timing.silence_ms)
+    }
+
+    /// True when `node` was heard from within a lease.
+    pub fn fresh(&self, node: NodeId, now_ms: u64) -> bool {
+        self.heard_ms
+            .get(&node)
+            .is_some_and(|&heard| now_ms.saturating_sub(heard) <= self.timing.lease_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_stale_after_a_lease_and_gone_after_the_silence() {
+        let node = NodeId::new(1);
+        let mut liveness = Liveness::new(Timing::new(10, 20), &[node], 100);
+        assert!(liveness.fresh(node, 110) && !liveness.silent(node, 120));
+        assert!(!liveness.fresh(node, 111));
+        assert!(liveness.silent(node, 121));
+        liveness.heard(node, 121);
+        assert!(liveness.fresh(node, 121));
+        assert!(liveness.silent(NodeId::new(2), 0), "never heard");
+    }
+}
