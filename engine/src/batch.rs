@@ -236,6 +236,9 @@ pub struct ValidatedBatch {
     prefix: [u8; PREFIX_LEN],
     bytes: Bytes,
     header: BatchHeader,
+    /// Bytes of memory `bytes` keeps alive: the whole request frame when it is a slice of
+    /// one (see [`ValidatedBatch::holding`]).
+    held_len: usize,
 }
 
 impl ValidatedBatch {
@@ -250,11 +253,26 @@ impl ValidatedBatch {
         }
         let header = check_batch(&bytes)?;
         let prefix = field(&bytes, 0);
+        let held_len = bytes.len();
         Ok(ValidatedBatch {
             prefix,
             bytes,
             header,
+            held_len,
         })
+    }
+
+    /// Records that the batch's bytes are a slice of a buffer of `held_len` bytes, all of
+    /// which stays in memory as long as the batch does (for the batch cache's bound).
+    #[must_use]
+    pub fn holding(mut self, held_len: usize) -> ValidatedBatch {
+        self.held_len = self.held_len.max(held_len);
+        self
+    }
+
+    /// Bytes of memory the batch keeps alive: at least its own length.
+    pub fn held_len(&self) -> usize {
+        self.held_len
     }
 
     pub fn header(&self) -> &BatchHeader {
@@ -456,6 +474,13 @@ mod tests {
         let [prefix, rest] = batch.clone().into_parts();
         assert_eq!([prefix, rest].concat(), batch.to_vec());
         assert_eq!(check_batch(&batch.to_vec()).unwrap().base_offset, 99);
+        assert_eq!(batch.held_len(), batch.len());
+        assert_eq!(batch.clone().holding(frame.len()).held_len(), frame.len());
+        assert_eq!(
+            batch.holding(1).held_len(),
+            sample().len(),
+            "never below its length"
+        );
     }
 
     #[test]

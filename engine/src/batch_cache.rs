@@ -29,6 +29,9 @@ struct CachedBatch {
     last: Offset,
     /// The batch's bytes, in pieces (see `ValidatedBatch::into_parts`).
     parts: [Bytes; 2],
+    /// What the batch counts against the bound: the memory its pieces keep alive, which
+    /// is the whole request frame they were sliced from.
+    charge: usize,
 }
 
 impl CachedBatch {
@@ -57,17 +60,24 @@ impl BatchCache {
     }
 
     /// Caches the batch holding offsets `base..=last` of `partition`, whose bytes are
-    /// `parts` in order, evicting the oldest batches to stay within the bound. A batch that
-    /// does not continue the partition's cached run replaces it.
+    /// `parts` in order and keep `held_len` bytes of memory alive, evicting the oldest
+    /// batches to stay within the bound. A batch that does not continue the partition's
+    /// cached run replaces it.
     pub fn insert(
         &mut self,
         partition: PartitionId,
         base: Offset,
         last: Offset,
         parts: [Bytes; 2],
+        held_len: usize,
     ) {
-        let batch = CachedBatch { base, last, parts };
-        let len = batch.len();
+        let len = parts.iter().map(Bytes::len).sum::<usize>().max(held_len);
+        let batch = CachedBatch {
+            base,
+            last,
+            parts,
+            charge: len,
+        };
         let continues = self
             .partitions
             .get(&partition)
@@ -127,7 +137,7 @@ impl BatchCache {
     /// Forgets every batch of `partition`.
     pub fn remove_partition(&mut self, partition: PartitionId) {
         if let Some(batches) = self.partitions.remove(&partition) {
-            self.bytes -= batches.iter().map(CachedBatch::len).sum::<usize>();
+            self.bytes -= batches.iter().map(|batch| batch.charge).sum::<usize>();
             self.order.retain(|(owner, _)| *owner != partition);
         }
     }
@@ -160,7 +170,7 @@ impl BatchCache {
             evicted.base, base,
             "cache eviction order matches insertion order"
         );
-        self.bytes -= evicted.len();
+        self.bytes -= evicted.charge;
         if batches.is_empty() {
             self.partitions.remove(&partition);
         }
@@ -197,6 +207,7 @@ mod tests {
                 offset(base),
                 offset(base + 1),
                 parts(vec![byte; 10]),
+                10,
             );
         }
     }
@@ -275,7 +286,25 @@ mod tests {
     fn a_batch_larger_than_the_cache_is_not_kept() {
         let mut cache = BatchCache::new(15);
         fill(&mut cache, 0, 0, 1);
-        cache.insert(partition(0), offset(2), offset(3), parts(vec![0; 20]));
+        cache.insert(partition(0), offset(2), offset(3), parts(vec![0; 20]), 20);
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_batch_counts_the_frame_it_keeps_alive() {
+        let mut cache = BatchCache::new(150);
+        fill(&mut cache, 0, 0, 1);
+        cache.insert(partition(1), offset(0), offset(1), parts(vec![7; 10]), 100);
+        assert_eq!(cache.bytes(), 110);
+        cache.insert(partition(2), offset(0), offset(1), parts(vec![8; 10]), 100);
+        assert_eq!(
+            cache.bytes(),
+            100,
+            "both older batches evicted for the frame's size"
+        );
+        assert_eq!(
+            read(&cache, 2, 0, 10, 1000),
+            (CacheRead::Hit { bytes: 10 }, vec![8; 10])
+        );
     }
 }

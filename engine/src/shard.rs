@@ -315,8 +315,9 @@ impl Shard {
                 let (base, last) = (stored.base_offset(), stored.last_offset());
                 self.pending_write_bytes += stored.len();
                 slot.commit.wait(last, AppendWaiter { reply, base, last });
+                let held = stored.held_len();
                 self.cache
-                    .insert(partition, base, last, stored.into_parts());
+                    .insert(partition, base, last, stored.into_parts(), held);
                 self.start_flush(partition);
             }
             Err(error) => {

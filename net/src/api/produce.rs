@@ -31,11 +31,20 @@ pub async fn handle(
     } else {
         None
     };
+    // Every batch is a slice of the request frame and keeps all of it in memory while the
+    // batch cache holds the batch; the records are nearly all of the frame.
+    let frame_len = request
+        .topic_data
+        .iter()
+        .flat_map(|topic| &topic.partition_data)
+        .filter_map(|partition| partition.records.as_ref())
+        .map(bytes::Bytes::len)
+        .sum::<usize>();
     let topics = join_all(
         request
             .topic_data
             .into_iter()
-            .map(|topic| produce_topic(broker, topic, refusal.as_ref(), version)),
+            .map(|topic| produce_topic(broker, topic, refusal.as_ref(), version, frame_len)),
     )
     .await;
     (acks != 0).then(|| ProduceResponse::default().with_responses(topics))
@@ -46,6 +55,7 @@ async fn produce_topic(
     topic: TopicProduceData,
     refusal: Option<&KafkaError>,
     version: i16,
+    frame_len: usize,
 ) -> TopicProduceResponse {
     let name = topic.name.0.to_string();
     let partitions = join_all(topic.partition_data.into_iter().map(|partition| {
@@ -54,7 +64,7 @@ async fn produce_topic(
             let index = partition.index;
             let answer = match refusal {
                 Some(error) => Err(error.clone()),
-                None => produce_partition(broker, name, partition, version).await,
+                None => produce_partition(broker, name, partition, version, frame_len).await,
             };
             let response = match answer {
                 Ok(response) => response,
@@ -84,6 +94,7 @@ async fn produce_partition(
     topic: &str,
     partition: PartitionProduceData,
     version: i16,
+    frame_len: usize,
 ) -> Result<PartitionProduceResponse, KafkaError> {
     let unknown = || {
         KafkaError::new(
@@ -98,7 +109,8 @@ async fn produce_partition(
             "the partition's records are null",
         ));
     };
-    let batch = ValidatedBatch::new(records, broker.config.limits.frame_bytes_max)?;
+    let batch =
+        ValidatedBatch::new(records, broker.config.limits.frame_bytes_max)?.holding(frame_len);
     if batch.header().is_transactional() {
         return Err(KafkaError::new(
             ResponseError::TransactionalIdAuthorizationFailed,
