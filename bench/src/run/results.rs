@@ -86,7 +86,7 @@ fn targets(out: &mut String, results: &Results) {
     target(
         out,
         "≥ 50% of raw fdatasync'd 1 MiB sequential writes",
-        format!("{} × ({disk_synced:.1} MB/s raw)", show(of_disk, 2)),
+        format!("{} × ({disk_synced:.1} MB/s raw)", show(of_disk, 3)),
         of_disk.map(|value| value >= 0.5),
     );
     let of_sqlite = ratio(durable, sqlite);
