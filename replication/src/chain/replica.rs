@@ -216,11 +216,6 @@ impl<E: Entry> Replica<E> {
         &self.log_epochs
     }
 
-    /// True when this node is the head of the chain it knows and its lease holds.
-    pub fn is_head(&self) -> bool {
-        self.lease_valid && self.attached && self.role_head()
-    }
-
     /// Whether the controller has confirmed this node's lease recently enough. A head
     /// without one takes no appends and commits nothing: the controller may already have
     /// removed it.
