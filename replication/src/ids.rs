@@ -3,7 +3,20 @@
 use std::fmt;
 
 /// A node of the cluster (`strand serve --node-id`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[rkyv(derive(PartialEq, Eq, PartialOrd, Ord))]
 pub struct NodeId(u32);
 
 impl NodeId {
@@ -24,7 +37,20 @@ impl fmt::Display for NodeId {
 
 /// The version of a partition's chain: every reconfiguration moves it up by one, and every
 /// replication message carries it, so a member still on an older chain is refused.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct ChainEpoch(u64);
 
 impl ChainEpoch {

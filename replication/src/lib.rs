@@ -11,14 +11,19 @@
 //! so the deterministic simulation in `tests/simulation.rs` can drive it through crashes,
 //! pauses, message loss, reordering and delay. [`controller`] holds the cluster metadata
 //! decisions (liveness by lease, chains per partition, learners and promotion) as a pure
-//! state machine too, and the simulation runs it as the controller. The Raft log that will
-//! replicate the controller, the transport and the binding to the storage engine wrap
-//! these cores and are not built yet.
+//! state machine too, and the simulation runs it as the controller; the cluster metadata
+//! ([`controller::ClusterState`]) is replicated by [`controller::Quorum`], a sans-IO Raft
+//! member on raft-rs, driven by `tests/quorum_simulation.rs`. The host that runs the
+//! quorum, the transport and the binding to the storage engine wrap these cores and are
+//! not built yet.
 //!
 //! Public boundary: [`NodeId`], [`ChainEpoch`], [`chain::Chain`], [`chain::Member`],
 //! [`chain::Replica`], [`chain::Recovered`], [`chain::Limits`], [`chain::Message`],
 //! [`chain::Envelope`], [`chain::Action`], [`chain::Entry`], [`controller::ChainKeeper`],
-//! [`controller::ReplicaReport`], [`controller::Liveness`], [`controller::Timing`].
+//! [`controller::ReplicaReport`], [`controller::Liveness`], [`controller::Timing`],
+//! [`controller::ChainRecord`], [`controller::ClusterState`], [`controller::Command`],
+//! [`controller::Quorum`], [`controller::QuorumConfig`], [`controller::QuorumOutput`],
+//! [`controller::LogRecord`], [`controller::place`].
 
 pub mod chain;
 pub mod controller;

@@ -27,7 +27,7 @@ pub trait Entry: Clone + fmt::Debug {
 
 /// A node attached to a chain, and the epoch since which it has been attached without a
 /// break (as a member or as the learner).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Member {
     pub node: NodeId,
     pub since: ChainEpoch,
@@ -36,7 +36,7 @@ pub struct Member {
 /// A partition's chain as the controller decided it: members from head to tail, and at most
 /// one learner after the tail, catching up before it joins as the new tail. The tail
 /// forwards to the learner, but the learner's acknowledgements commit nothing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Chain {
     pub epoch: ChainEpoch,
     pub members: Vec<Member>,

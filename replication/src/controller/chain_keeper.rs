@@ -31,50 +31,37 @@ pub struct ReplicaReport {
     pub committed_in: ChainEpoch,
 }
 
-/// One partition's chain and the controller's knowledge about it.
-#[derive(Clone, Debug)]
-pub struct ChainKeeper {
-    chain: Chain,
+/// The part of a partition's chain state that the controller quorum replicates: the chain
+/// and what decides which members may leave it. Everything here changes only through the
+/// controller's log, so every controller node holds the same record.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ChainRecord {
+    pub chain: Chain,
     /// The epoch each member was promoted from learner in (first members: none).
-    promoted_in: BTreeMap<NodeId, ChainEpoch>,
-    /// The highest committed offset any replica reported.
-    committed: Offset,
-    /// The highest epoch in which a head reported committing.
-    commit_epoch: ChainEpoch,
-    reports: BTreeMap<NodeId, ReplicaReport>,
+    pub promoted_in: BTreeMap<NodeId, ChainEpoch>,
+    /// The highest epoch in which a head is known to have committed.
+    pub commit_epoch: ChainEpoch,
 }
 
-impl ChainKeeper {
+impl ChainRecord {
     /// A new partition's chain of `members`, head first, in epoch 1.
-    pub fn new(members: &[NodeId]) -> ChainKeeper {
+    pub fn new(members: &[NodeId]) -> ChainRecord {
         let epoch = ChainEpoch::new(1);
         let members = members
             .iter()
             .map(|&node| Member { node, since: epoch })
             .collect();
-        ChainKeeper {
+        ChainRecord {
             chain: Chain::new(epoch, members, None),
             promoted_in: BTreeMap::new(),
-            committed: Offset::ZERO,
             commit_epoch: ChainEpoch::default(),
-            reports: BTreeMap::new(),
         }
     }
 
-    pub fn chain(&self) -> &Chain {
-        &self.chain
-    }
-
-    /// Takes a node's report on its replica.
-    pub fn report(&mut self, node: NodeId, report: ReplicaReport) {
-        self.committed = self.committed.max(report.committed);
-        self.commit_epoch = self.commit_epoch.max(report.committed_in);
-        self.reports.insert(node, report);
-    }
-
-    /// A restarted node registers: returns the epoch from which it may act.
+    /// A restarted node registers: opens a new epoch, detaching the node unless no other
+    /// member is known to hold every committed offset. Returns the epoch from which the
+    /// node may act.
     pub fn register(&mut self, node: NodeId) -> ChainEpoch {
-        self.reports.remove(&node);
         let mut members = self.chain.members.clone();
         let mut learner = self.chain.learner;
         if learner.is_some_and(|l| l.node == node) {
@@ -87,19 +74,91 @@ impl ChainKeeper {
         self.chain.epoch
     }
 
+    /// True when a member other than `node` is known to hold every committed offset.
+    fn may_remove(&self, members: &[Member], node: NodeId) -> bool {
+        members.iter().any(|m| {
+            m.node != node
+                && self
+                    .promoted_in
+                    .get(&m.node)
+                    .is_none_or(|&epoch| self.commit_epoch >= epoch)
+        })
+    }
+
+    fn install(&mut self, members: Vec<Member>, learner: Option<Member>) {
+        self.chain = Chain::new(self.chain.epoch.next(), members, learner);
+    }
+}
+
+/// One partition's chain and the controller's knowledge about it: the replicated
+/// [`ChainRecord`] and what the nodes' latest reports say (known only where they arrive).
+#[derive(Clone, Debug)]
+pub struct ChainKeeper {
+    record: ChainRecord,
+    /// The highest committed offset any replica reported.
+    committed: Offset,
+    reports: BTreeMap<NodeId, ReplicaReport>,
+}
+
+impl ChainKeeper {
+    /// A new partition's chain of `members`, head first, in epoch 1.
+    pub fn new(members: &[NodeId]) -> ChainKeeper {
+        ChainKeeper::from_record(ChainRecord::new(members))
+    }
+
+    /// A keeper over a replicated record, with no reports yet.
+    pub fn from_record(record: ChainRecord) -> ChainKeeper {
+        ChainKeeper {
+            record,
+            committed: Offset::ZERO,
+            reports: BTreeMap::new(),
+        }
+    }
+
+    pub fn chain(&self) -> &Chain {
+        &self.record.chain
+    }
+
+    /// The replicated part, as the decisions so far left it.
+    pub fn record(&self) -> &ChainRecord {
+        &self.record
+    }
+
+    /// Takes the record the controller's log settled on. Reports stay, and a commit epoch
+    /// learnt from them that the record does not carry yet is kept: it is still true.
+    pub fn adopt(&mut self, record: ChainRecord) {
+        let commit_epoch = self.record.commit_epoch.max(record.commit_epoch);
+        self.record = record;
+        self.record.commit_epoch = commit_epoch;
+    }
+
+    /// Takes a node's report on its replica.
+    pub fn report(&mut self, node: NodeId, report: ReplicaReport) {
+        self.committed = self.committed.max(report.committed);
+        self.record.commit_epoch = self.record.commit_epoch.max(report.committed_in);
+        self.reports.insert(node, report);
+    }
+
+    /// A restarted node registers: returns the epoch from which it may act.
+    pub fn register(&mut self, node: NodeId) -> ChainEpoch {
+        self.reports.remove(&node);
+        self.record.register(node)
+    }
+
     /// Applies the rules once; returns true when the chain changed.
     pub fn decide(&mut self, liveness: &Liveness, now_ms: u64, nodes: &[NodeId]) -> bool {
-        let mut members = self.chain.members.clone();
+        let mut members = self.record.chain.members.clone();
         let mut learner = self
+            .record
             .chain
             .learner
             .filter(|l| !liveness.silent(l.node, now_ms));
         if let Some(gone) = members.iter().position(|m| liveness.silent(m.node, now_ms))
-            && self.may_remove(&members, members[gone].node)
+            && self.record.may_remove(&members, members[gone].node)
         {
             members.remove(gone);
         }
-        let next = self.chain.epoch.next();
+        let next = self.record.chain.epoch.next();
         if learner.is_none()
             && let Some(&node) = nodes.iter().find(|&&node| {
                 !members.iter().any(|m| m.node == node) && !liveness.silent(node, now_ms)
@@ -110,13 +169,14 @@ impl ChainKeeper {
         if let Some(l) = learner
             && self.caught_up(l, liveness, now_ms, &members)
         {
-            self.promoted_in.insert(l.node, next);
+            self.record.promoted_in.insert(l.node, next);
             members.push(l);
             learner = None;
         }
-        let changed = members != self.chain.members || learner != self.chain.learner;
+        let chain = &self.record.chain;
+        let changed = members != chain.members || learner != chain.learner;
         if changed {
-            self.install(members, learner);
+            self.record.install(members, learner);
         }
         changed
     }
@@ -133,27 +193,12 @@ impl ChainKeeper {
         let head_fresh = liveness.fresh(members[0].node, now_ms);
         let report = self.reports.get(&learner.node);
         let ready = report.is_some_and(|report| {
-            report.epoch == self.chain.epoch && report.durable_end >= self.committed
+            report.epoch == self.record.chain.epoch && report.durable_end >= self.committed
         });
         head_fresh
             && ready
-            && learner.since <= self.chain.epoch
+            && learner.since <= self.record.chain.epoch
             && !liveness.silent(learner.node, now_ms)
-    }
-
-    /// True when a member other than `node` is known to hold every committed offset.
-    fn may_remove(&self, members: &[Member], node: NodeId) -> bool {
-        members.iter().any(|m| {
-            m.node != node
-                && self
-                    .promoted_in
-                    .get(&m.node)
-                    .is_none_or(|&epoch| self.commit_epoch >= epoch)
-        })
-    }
-
-    fn install(&mut self, members: Vec<Member>, learner: Option<Member>) {
-        self.chain = Chain::new(self.chain.epoch.next(), members, learner);
     }
 }
 
