@@ -58,6 +58,11 @@ impl Liveness {
         *heard = (*heard).max(now_ms);
     }
 
+    /// True when `node` was ever heard from (or counted as heard at the start).
+    pub fn knows(&self, node: NodeId) -> bool {
+        self.heard_ms.contains_key(&node)
+    }
+
     /// True when nothing came from `node` for longer than the silence window.
     pub fn silent(&self, node: NodeId, now_ms: u64) -> bool {
         self.heard_ms

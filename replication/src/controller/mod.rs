@@ -8,6 +8,7 @@
 
 mod chain_keeper;
 mod cluster;
+mod controller_node;
 mod liveness;
 mod placement;
 mod quorum;
@@ -18,6 +19,9 @@ pub use chain_keeper::{ChainKeeper, ChainRecord, ReplicaReport};
 pub use cluster::{
     Applied, ClusterState, Command, DecodeError, Endpoint, NodeRecord, Refused,
     TOPIC_PARTITIONS_MAX, TopicRecord,
+};
+pub use controller_node::{
+    ControllerConfig, ControllerNode, Heartbeat, HeartbeatAnswer, PartitionKey,
 };
 pub use liveness::{Liveness, Timing};
 pub use placement::{PlacementError, place};

@@ -1,0 +1,259 @@
+//! One node's part of the controller: its quorum member and, while it leads, the leader's
+//! duties: taking heartbeats, granting leases, and turning liveness and replica reports
+//! into chain decisions that go through the log.
+//!
+//! Liveness and reports live only at the leader (they change every heartbeat; the log
+//! carries only the decisions). A node that becomes leader therefore knows nothing of the
+//! leases its predecessor granted; it counts every node as heard at the moment it took over
+//! plus a grace of two election timeouts, the longest a deposed leader can go on granting
+//! leases before check-quorum makes it step down. Only then can silence remove a node.
+//!
+//! A lease is granted in the answer to a heartbeat, together with the log index the leader
+//! had applied. The node counts the lease from when it sent the heartbeat, and uses it
+//! only once its own copy of the cluster state has applied that index, so it never acts
+//! on a lease over a chain older than the one the leader granted it with.
+
+use std::collections::BTreeMap;
+
+use super::chain_keeper::{ChainKeeper, ReplicaReport};
+use super::cluster::{ClusterState, Command, Endpoint};
+use super::liveness::{Liveness, Timing};
+use super::quorum::{ProposalId, ProposeError, Quorum, QuorumConfig, QuorumError, QuorumOutput};
+use super::quorum_log::LogRecord;
+use crate::ids::{ChainEpoch, NodeId};
+
+/// How the controller runs; the same on every node.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    pub quorum: QuorumConfig,
+    pub timing: Timing,
+    /// Milliseconds per quorum tick (the host ticks at this pace).
+    pub tick_ms: u64,
+    /// Chain decisions proposed per tick at most; the rest wait for the next tick.
+    pub decisions_per_tick_max: usize,
+}
+
+/// A partition, by topic name and index.
+pub type PartitionKey = (String, u32);
+
+/// What a node tells the controller leader every heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub node: NodeId,
+    /// Its replica of each partition it is attached to.
+    pub reports: Vec<(PartitionKey, ReplicaReport)>,
+}
+
+/// The leader's answer to a heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeartbeatAnswer {
+    /// A lease of `lease_ms` from when the heartbeat was sent, valid once the node has
+    /// applied the log up to `applied_index`.
+    Lease {
+        lease_ms: u64,
+        applied_index: u64,
+    },
+    /// The node must register before it gets a lease (it restarted, or is new).
+    Unregistered,
+    NotLeader {
+        leader: Option<NodeId>,
+    },
+}
+
+/// The leader's state, rebuilt each time this node becomes leader.
+#[derive(Debug)]
+struct LeaderDuty {
+    liveness: Liveness,
+    keepers: BTreeMap<PartitionKey, ChainKeeper>,
+    /// Chain decisions proposed and not yet applied: the epoch they install, and when to
+    /// give up waiting (a proposal a leader change dropped).
+    pending: BTreeMap<PartitionKey, (ChainEpoch, u64)>,
+}
+
+/// One node's part of the controller.
+#[derive(Debug)]
+pub struct ControllerNode {
+    quorum: Quorum,
+    config: ControllerConfig,
+    duty: Option<LeaderDuty>,
+    now_ms: u64,
+}
+
+impl ControllerNode {
+    /// Starts over the records the node's controller log held.
+    pub fn new(
+        config: ControllerConfig,
+        records: Vec<LogRecord>,
+    ) -> Result<ControllerNode, QuorumError> {
+        Ok(ControllerNode {
+            quorum: Quorum::new(&config.quorum, records)?,
+            config,
+            duty: None,
+            now_ms: 0,
+        })
+    }
+
+    pub fn state(&self) -> &ClusterState {
+        self.quorum.state()
+    }
+
+    pub fn quorum(&self) -> &Quorum {
+        &self.quorum
+    }
+
+    pub fn quorum_mut(&mut self) -> &mut Quorum {
+        &mut self.quorum
+    }
+
+    /// The host's clock moved to `now_ms`, one tick after the last call.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.quorum.tick();
+        self.take_up_duty();
+        self.decide();
+    }
+
+    /// A heartbeat from a node.
+    pub fn heartbeat(&mut self, heartbeat: &Heartbeat, now_ms: u64) -> HeartbeatAnswer {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.take_up_duty();
+        let Some(duty) = self.duty.as_mut() else {
+            return HeartbeatAnswer::NotLeader {
+                leader: self.quorum.leader(),
+            };
+        };
+        if !self.quorum.state().nodes().contains_key(&heartbeat.node) {
+            return HeartbeatAnswer::Unregistered;
+        }
+        duty.liveness.heard(heartbeat.node, self.now_ms);
+        for (key, report) in &heartbeat.reports {
+            if let Some(keeper) = duty.keepers.get_mut(key) {
+                keeper.report(heartbeat.node, *report);
+            }
+        }
+        HeartbeatAnswer::Lease {
+            lease_ms: self.config.timing.lease_ms,
+            applied_index: self.quorum.applied_index(),
+        }
+    }
+
+    /// Proposes a node's registration (the node asked the leader on its start).
+    pub fn register(
+        &mut self,
+        node: NodeId,
+        kafka: Endpoint,
+        internal: Endpoint,
+    ) -> Result<ProposalId, ProposeError> {
+        self.quorum.propose(&Command::RegisterNode {
+            node,
+            kafka,
+            internal,
+        })
+    }
+
+    /// Runs the quorum's ready cycle (see [`Quorum::take_output`]) and brings the leader's
+    /// keepers up to what the log applied.
+    pub fn take_output(&mut self) -> QuorumOutput {
+        let out = self.quorum.take_output();
+        if !out.applied.is_empty() || out.rewrite {
+            self.adopt_applied();
+        }
+        out
+    }
+
+    /// Starts or drops the leader's duties as leadership comes and goes.
+    fn take_up_duty(&mut self) {
+        if !self.quorum.is_leader() {
+            self.duty = None;
+            return;
+        }
+        if self.duty.is_some() {
+            return;
+        }
+        let quorum = &self.config.quorum;
+        let election_ms = 2 * u64::try_from(quorum.election_ticks).unwrap_or(u64::MAX / 4);
+        let grace_ms = election_ms.saturating_mul(self.config.tick_ms);
+        let nodes: Vec<NodeId> = self.quorum.state().nodes().keys().copied().collect();
+        self.duty = Some(LeaderDuty {
+            liveness: Liveness::new(self.config.timing, &nodes, self.now_ms + grace_ms),
+            keepers: BTreeMap::new(),
+            pending: BTreeMap::new(),
+        });
+        self.adopt_applied();
+    }
+
+    /// Makes the keepers match the applied chain records (new partitions get a keeper,
+    /// deleted ones lose theirs, a changed chain is adopted).
+    fn adopt_applied(&mut self) {
+        let Some(duty) = self.duty.as_mut() else {
+            return;
+        };
+        let state = self.quorum.state();
+        let mut live = BTreeMap::new();
+        for (name, topic) in state.topics() {
+            for (index, record) in topic.partitions.iter().enumerate() {
+                let key = (
+                    name.clone(),
+                    u32::try_from(index).expect("bounded partitions"),
+                );
+                let mut keeper = duty
+                    .keepers
+                    .remove(&key)
+                    .unwrap_or_else(|| ChainKeeper::from_record(record.clone()));
+                if keeper.chain().epoch != record.chain.epoch {
+                    keeper.adopt(record.clone());
+                }
+                if duty
+                    .pending
+                    .get(&key)
+                    .is_some_and(|(epoch, _)| *epoch <= record.chain.epoch)
+                {
+                    duty.pending.remove(&key);
+                }
+                live.insert(key, keeper);
+            }
+        }
+        duty.keepers = live;
+        for node in state.nodes().keys() {
+            // A node registered since this leader took over counts as heard from now.
+            if !duty.liveness.knows(*node) {
+                duty.liveness.heard(*node, self.now_ms);
+            }
+        }
+    }
+
+    /// Proposes the chain changes that liveness and reports call for.
+    fn decide(&mut self) {
+        let Some(duty) = self.duty.as_mut() else {
+            return;
+        };
+        let now = self.now_ms;
+        let nodes: Vec<NodeId> = self.quorum.state().nodes().keys().copied().collect();
+        let wait_ms = self.config.timing.silence_ms;
+        let mut proposed = 0;
+        for (key, keeper) in &duty.keepers {
+            if proposed >= self.config.decisions_per_tick_max {
+                break;
+            }
+            if duty.pending.get(key).is_some_and(|(_, until)| *until > now) {
+                continue;
+            }
+            let mut trial = keeper.clone();
+            if !trial.decide(&duty.liveness, now, &nodes) {
+                continue;
+            }
+            let command = Command::SetChain {
+                topic: key.0.clone(),
+                partition: key.1,
+                record: trial.record().clone(),
+            };
+            if self.quorum.propose(&command).is_err() {
+                // Not leader any more, or the log is full: the next tick tries again.
+                break;
+            }
+            duty.pending
+                .insert(key.clone(), (trial.chain().epoch, now + wait_ms));
+            proposed += 1;
+        }
+    }
+}
