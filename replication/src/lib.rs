@@ -28,5 +28,6 @@
 pub mod chain;
 pub mod controller;
 mod ids;
+pub mod transport;
 
 pub use ids::{ChainEpoch, NodeId};
