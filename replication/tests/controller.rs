@@ -201,7 +201,13 @@ impl Cluster {
         })
     }
 
+    /// Waits for a leader with every node registered, then creates topic `t` with three
+    /// partitions of three replicas.
     fn create_topic(&mut self) {
+        self.run_until("a leader and three registrations", 3000, |c| {
+            c.leader()
+                .is_some_and(|l| c.nodes[l].as_ref().unwrap().state().nodes().len() == 3)
+        });
         let leader = self.leader().unwrap();
         let controller = self.nodes[leader].as_mut().unwrap();
         let nodes: Vec<NodeId> = controller.state().nodes().keys().copied().collect();
@@ -227,10 +233,6 @@ impl Cluster {
 #[test]
 fn a_silent_node_leaves_every_chain_and_rejoins_at_the_tail() {
     let mut cluster = Cluster::new();
-    cluster.run_until("a leader and three registrations", 3000, |c| {
-        c.leader()
-            .is_some_and(|l| c.nodes[l].as_ref().unwrap().state().nodes().len() == 3)
-    });
     cluster.create_topic();
     assert_eq!(
         cluster.chains(0),
@@ -269,10 +271,6 @@ fn a_silent_node_leaves_every_chain_and_rejoins_at_the_tail() {
 #[test]
 fn a_new_leader_waits_out_the_leases_its_predecessor_granted() {
     let mut cluster = Cluster::new();
-    cluster.run_until("a leader and three registrations", 3000, |c| {
-        c.leader()
-            .is_some_and(|l| c.nodes[l].as_ref().unwrap().state().nodes().len() == 3)
-    });
     cluster.create_topic();
     let old = cluster.leader().unwrap();
     let old_u32 = u32::try_from(old).unwrap();

@@ -226,8 +226,9 @@ impl Quorum {
 
     /// Takes a message from a peer. A snapshot is checked before raft-rs sees it.
     pub fn step(&mut self, message: RaftMessage) -> Result<(), QuorumError> {
+        let from = node_of(message.from).map_or_else(|| "nobody".to_owned(), |n| n.to_string());
         let refuse = |reason: String| QuorumError::Message {
-            from: node_of(message.from).map_or_else(|| "nobody".to_owned(), |n| n.to_string()),
+            from: from.clone(),
             reason,
         };
         if matches!(
@@ -243,10 +244,9 @@ impl Quorum {
             ClusterState::decode(message.get_snapshot().get_data())
                 .map_err(|error| refuse(error.to_string()))?;
         }
-        let reason = |error: raft::Error| error.to_string();
         self.raw
-            .step(message.clone())
-            .map_err(|error| refuse(reason(error)))
+            .step(message)
+            .map_err(|error| refuse(error.to_string()))
     }
 
     /// Runs raft-rs's ready cycle: what to persist, what to send, what was applied.
