@@ -14,6 +14,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,7 @@ use strand_replication::controller::{
     Applied, ClusterState, Command, Endpoint, LogRecord, Quorum, QuorumConfig, decode_message,
     encode_message,
 };
+use support::env_number;
 
 const NODES: u32 = 4;
 const FAULT_STEPS: u64 = 6_000;
@@ -33,17 +36,12 @@ const TICK_STEPS: u64 = 10;
 
 #[test]
 fn the_controller_log_agrees_through_crashes_pauses_and_a_lossy_network() {
-    if let Some(seed) = std::env::var("QSIM_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(seed) = env_number("QSIM_SEED") {
         let seen = QuorumSim::new(seed).run();
         eprintln!("seed {seed}: {seen:?}");
         return;
     }
-    let number = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
+    let number = |name: &str, default: u64| env_number(name).unwrap_or(default);
     let seeds = number("QSIM_SEEDS", 150);
     let budget = Duration::from_secs(number("QSIM_SECONDS", 60));
     let started = Instant::now();

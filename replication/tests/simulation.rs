@@ -18,6 +18,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,7 @@ use strand_engine::Offset;
 use strand_replication::chain::{Action, Chain, Entry, Envelope, Limits, Recovered, Replica};
 use strand_replication::controller::{ChainKeeper, Liveness, ReplicaReport, Timing};
 use strand_replication::{ChainEpoch, NodeId};
+use support::env_number;
 
 const NODES: usize = 3;
 const FAULT_TICKS: u64 = 1500;
@@ -57,16 +60,11 @@ impl Entry for Item {
 
 #[test]
 fn acknowledged_offsets_survive_crashes_pauses_and_a_lossy_network() {
-    if let Some(seed) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(seed) = env_number("SIM_SEED") {
         Sim::new(seed).run();
         return;
     }
-    let number = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
+    let number = |name: &str, default: u64| env_number(name).unwrap_or(default);
     let (first, seeds) = (number("SIM_SEED_FIRST", 0), number("SIM_SEEDS", 2000));
     let budget = Duration::from_secs(number("SIM_SECONDS", 60));
     let started = Instant::now();

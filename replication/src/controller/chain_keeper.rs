@@ -147,6 +147,23 @@ impl ChainKeeper {
 
     /// Applies the rules once; returns true when the chain changed.
     pub fn decide(&mut self, liveness: &Liveness, now_ms: u64, nodes: &[NodeId]) -> bool {
+        match self.next_record(liveness, now_ms, nodes) {
+            Some(record) => {
+                self.record = record;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The record the rules call for next, when they change the chain; the keeper stays
+    /// as it is (the controller leader proposes the record and adopts it once applied).
+    pub fn next_record(
+        &self,
+        liveness: &Liveness,
+        now_ms: u64,
+        nodes: &[NodeId],
+    ) -> Option<ChainRecord> {
         let mut members = self.record.chain.members.clone();
         let mut learner = self
             .record
@@ -166,19 +183,24 @@ impl ChainKeeper {
         {
             learner = Some(Member { node, since: next });
         }
+        let mut promoted = None;
         if let Some(l) = learner
             && self.caught_up(l, liveness, now_ms, &members)
         {
-            self.record.promoted_in.insert(l.node, next);
+            promoted = Some(l.node);
             members.push(l);
             learner = None;
         }
         let chain = &self.record.chain;
-        let changed = members != chain.members || learner != chain.learner;
-        if changed {
-            self.record.install(members, learner);
+        if members == chain.members && learner == chain.learner {
+            return None;
         }
-        changed
+        let mut record = self.record.clone();
+        if let Some(node) = promoted {
+            record.promoted_in.insert(node, next);
+        }
+        record.install(members, learner);
+        Some(record)
     }
 
     /// True when `learner` reports its log durable up to the committed offset, in the

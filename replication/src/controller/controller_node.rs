@@ -238,21 +238,20 @@ impl ControllerNode {
             if duty.pending.get(key).is_some_and(|(_, until)| *until > now) {
                 continue;
             }
-            let mut trial = keeper.clone();
-            if !trial.decide(&duty.liveness, now, &nodes) {
+            let Some(record) = keeper.next_record(&duty.liveness, now, &nodes) else {
                 continue;
-            }
+            };
+            let epoch = record.chain.epoch;
             let command = Command::SetChain {
                 topic: key.0.clone(),
                 partition: key.1,
-                record: trial.record().clone(),
+                record,
             };
             if self.quorum.propose(&command).is_err() {
                 // Not leader any more, or the log is full: the next tick tries again.
                 break;
             }
-            duty.pending
-                .insert(key.clone(), (trial.chain().epoch, now + wait_ms));
+            duty.pending.insert(key.clone(), (epoch, now + wait_ms));
             proposed += 1;
         }
     }
