@@ -182,6 +182,17 @@ impl Cluster {
         self.now - started
     }
 
+    /// The nodes node `id` has applied a fence of.
+    fn fenced(&self, id: usize) -> Vec<u32> {
+        let state = self.nodes[id].as_ref().unwrap().state();
+        state
+            .nodes()
+            .iter()
+            .filter(|(_, record)| record.fenced)
+            .map(|(node, _)| node.value())
+            .collect()
+    }
+
     /// The members of every partition of `t`, as node `id` has applied them.
     fn chains(&self, id: usize) -> Vec<Vec<u32>> {
         let state = self.nodes[id].as_ref().unwrap().state();
@@ -227,9 +238,9 @@ impl Cluster {
     }
 }
 
-/// A node that goes silent leaves every chain after the silence; restarted, it registers,
-/// attaches as the learner, and is promoted back once it reports itself caught up. Every
-/// node applies the same chains.
+/// A node that goes silent is fenced and leaves every chain after the silence; restarted,
+/// it registers (unfenced), attaches as the learner, and is promoted back once it reports
+/// itself caught up. Every node applies the same chains.
 #[test]
 fn a_silent_node_leaves_every_chain_and_rejoins_at_the_tail() {
     let mut cluster = Cluster::new();
@@ -248,11 +259,15 @@ fn a_silent_node_leaves_every_chain_and_rejoins_at_the_tail() {
             .all(|chain| !chain.contains(&victim_u32))
     });
     assert!(waited > SILENCE_MS, "removed after {waited} ms of silence");
-    cluster.run_until("every live node applied the removal", 1000, |c| {
-        (0..3)
-            .filter(|&id| c.nodes[id].is_some())
-            .all(|id| c.chains(id) == c.chains(leader))
-    });
+    cluster.run_until(
+        "every live node applied the removal and the fence",
+        1000,
+        |c| {
+            (0..3)
+                .filter(|&id| c.nodes[id].is_some())
+                .all(|id| c.chains(id) == c.chains(leader) && c.fenced(id) == vec![victim_u32])
+        },
+    );
 
     cluster.start(victim);
     cluster.beating[victim] = true;
@@ -264,6 +279,12 @@ fn a_silent_node_leaves_every_chain_and_rejoins_at_the_tail() {
                     .all(|chain| chain.len() == 3 && chain[2] == victim_u32)
         })
     });
+    for id in 0..3 {
+        assert!(cluster.fenced(id).is_empty(), "node {id} still fences");
+        let registrations =
+            cluster.nodes[id].as_ref().unwrap().state().nodes()[&node(victim)].registrations;
+        assert_eq!(registrations, 2);
+    }
 }
 
 /// A new leader knows nothing of the leases the old one granted: it removes the old

@@ -35,6 +35,9 @@ pub struct NodeRecord {
     pub internal: Endpoint,
     /// How many times it registered: once per start of `strand serve`.
     pub registrations: u64,
+    /// The controller found it silent past its lease (Kafka's fenced broker): clients are
+    /// not sent to it until it registers again.
+    pub fenced: bool,
 }
 
 /// A topic: its id and one chain per partition.
@@ -77,6 +80,12 @@ pub enum Command {
         partition: u32,
         record: ChainRecord,
     },
+    /// A liveness decision: the node, silent since its registration number
+    /// `registrations`, is fenced. Refused if it registered again since.
+    FenceNode {
+        node: NodeId,
+        registrations: u64,
+    },
 }
 
 /// What an applied command did.
@@ -101,6 +110,9 @@ pub enum Applied {
         topic: String,
         partition: u32,
         epoch: ChainEpoch,
+    },
+    Fenced {
+        node: NodeId,
     },
 }
 
@@ -136,6 +148,12 @@ pub enum Refused {
         partition: u32,
         follows: ChainEpoch,
         current: ChainEpoch,
+    },
+    #[error("{node} registered again (registration {current}) since the fence decision ({fenced})")]
+    StaleFence {
+        node: NodeId,
+        fenced: u64,
+        current: u64,
     },
     #[error("the log entry at index {index} is not a command ({reason})")]
     Undecodable { index: u64, reason: String },
@@ -208,6 +226,10 @@ impl ClusterState {
                 partition,
                 record,
             } => self.set_chain(topic, partition, record),
+            Command::FenceNode {
+                node,
+                registrations,
+            } => self.fence(node, registrations),
         }
     }
 
@@ -234,6 +256,7 @@ impl ClusterState {
                 kafka,
                 internal,
                 registrations,
+                fenced: false,
             },
         );
         for topic in self.topics.values_mut() {
@@ -333,6 +356,21 @@ impl ClusterState {
             records.push(ChainRecord::new(chain));
         }
         Ok(records)
+    }
+
+    fn fence(&mut self, node: NodeId, registrations: u64) -> Result<Applied, Refused> {
+        let Some(record) = self.nodes.get_mut(&node) else {
+            return Err(Refused::UnknownNode(node));
+        };
+        if record.registrations != registrations {
+            return Err(Refused::StaleFence {
+                node,
+                fenced: registrations,
+                current: record.registrations,
+            });
+        }
+        record.fenced = true;
+        Ok(Applied::Fenced { node })
     }
 
     fn set_chain(
@@ -566,6 +604,46 @@ mod tests {
             .collect();
         assert_eq!(epochs, vec![2, 2, 1]);
         assert_eq!(state.nodes()[&node(1)].kafka, endpoint(1));
+    }
+
+    #[test]
+    fn a_fence_holds_until_the_node_registers_again_and_a_stale_one_is_refused() {
+        let mut state = registered(&[1, 2]);
+        let fence = Command::FenceNode {
+            node: node(1),
+            registrations: 1,
+        };
+        assert_eq!(
+            state.apply(fence.clone()),
+            Ok(Applied::Fenced { node: node(1) })
+        );
+        assert!(state.nodes()[&node(1)].fenced);
+        assert!(!state.nodes()[&node(2)].fenced);
+        state
+            .apply(Command::RegisterNode {
+                node: node(1),
+                kafka: endpoint(1),
+                internal: endpoint(2),
+            })
+            .expect("registered");
+        assert!(!state.nodes()[&node(1)].fenced, "registering unfences");
+        let before = state.clone();
+        assert_eq!(
+            state.apply(fence),
+            Err(Refused::StaleFence {
+                node: node(1),
+                fenced: 1,
+                current: 2
+            })
+        );
+        assert_eq!(state, before);
+        assert_eq!(
+            state.apply(Command::FenceNode {
+                node: node(9),
+                registrations: 1
+            }),
+            Err(Refused::UnknownNode(node(9)))
+        );
     }
 
     #[test]

@@ -68,6 +68,9 @@ struct LeaderDuty {
     /// Chain decisions proposed and not yet applied: the epoch they install, and when to
     /// give up waiting (a proposal a leader change dropped).
     pending: BTreeMap<PartitionKey, (ChainEpoch, u64)>,
+    /// Fences proposed and not yet applied: the registration they fence, and when to give
+    /// up waiting.
+    fencing: BTreeMap<NodeId, (u64, u64)>,
 }
 
 /// One node's part of the controller.
@@ -122,7 +125,14 @@ impl ControllerNode {
                 leader: self.quorum.leader(),
             };
         };
-        if !self.quorum.state().nodes().contains_key(&heartbeat.node) {
+        if self
+            .quorum
+            .state()
+            .nodes()
+            .get(&heartbeat.node)
+            .is_none_or(|record| record.fenced)
+        {
+            // A fenced node registers again, opening new epochs in its chains.
             return HeartbeatAnswer::Unregistered;
         }
         duty.liveness.heard(heartbeat.node, self.now_ms);
@@ -144,6 +154,11 @@ impl ControllerNode {
         kafka: Endpoint,
         internal: Endpoint,
     ) -> Result<ProposalId, ProposeError> {
+        if let Some(duty) = self.duty.as_mut() {
+            // Registering is hearing from it: a fence decided on its old silence is refused
+            // once the registration applies, and no new one is made meanwhile.
+            duty.liveness.heard(node, self.now_ms);
+        }
         self.quorum.propose(&Command::RegisterNode {
             node,
             kafka,
@@ -178,6 +193,7 @@ impl ControllerNode {
             liveness: Liveness::new(self.config.timing, &nodes, self.now_ms + grace_ms),
             keepers: BTreeMap::new(),
             pending: BTreeMap::new(),
+            fencing: BTreeMap::new(),
         });
         self.adopt_applied();
     }
@@ -222,15 +238,23 @@ impl ControllerNode {
         }
     }
 
-    /// Proposes the chain changes that liveness and reports call for.
+    /// Proposes the fences and chain changes that liveness and reports call for.
     fn decide(&mut self) {
+        let mut proposed = self.fence_silent();
         let Some(duty) = self.duty.as_mut() else {
             return;
         };
         let now = self.now_ms;
-        let nodes: Vec<NodeId> = self.quorum.state().nodes().keys().copied().collect();
+        // A fenced node joins no chain until it registers again.
+        let nodes: Vec<NodeId> = self
+            .quorum
+            .state()
+            .nodes()
+            .iter()
+            .filter(|(_, record)| !record.fenced)
+            .map(|(node, _)| *node)
+            .collect();
         let wait_ms = self.config.timing.silence_ms;
-        let mut proposed = 0;
         for (key, keeper) in &duty.keepers {
             if proposed >= self.config.decisions_per_tick_max {
                 break;
@@ -254,5 +278,46 @@ impl ControllerNode {
             duty.pending.insert(key.clone(), (epoch, now + wait_ms));
             proposed += 1;
         }
+    }
+
+    /// Proposes a fence for every registered node silent past the silence window (Kafka
+    /// fences a broker whose session lapsed); returns how many it proposed.
+    fn fence_silent(&mut self) -> usize {
+        let Some(duty) = self.duty.as_mut() else {
+            return 0;
+        };
+        let now = self.now_ms;
+        let wait_ms = self.config.timing.silence_ms;
+        let silent: Vec<(NodeId, u64)> = self
+            .quorum
+            .state()
+            .nodes()
+            .iter()
+            .filter(|(node, record)| {
+                !record.fenced
+                    && duty.liveness.silent(**node, now)
+                    && !duty
+                        .fencing
+                        .get(node)
+                        .is_some_and(|&(registrations, until)| {
+                            registrations == record.registrations && until > now
+                        })
+            })
+            .map(|(node, record)| (*node, record.registrations))
+            .take(self.config.decisions_per_tick_max)
+            .collect();
+        let mut proposed = 0;
+        for (node, registrations) in silent {
+            let command = Command::FenceNode {
+                node,
+                registrations,
+            };
+            if self.quorum.propose(&command).is_err() {
+                break;
+            }
+            duty.fencing.insert(node, (registrations, now + wait_ms));
+            proposed += 1;
+        }
+        proposed
     }
 }
