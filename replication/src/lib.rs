@@ -27,6 +27,7 @@
 
 pub mod chain;
 pub mod controller;
+pub mod host;
 mod ids;
 pub mod transport;
 

@@ -1,0 +1,512 @@
+//! Long-lived TCP links between nodes for the controller's traffic: one outgoing
+//! connection to every peer, kept up by its own thread, and the peers' connections to
+//! this node, each read by its own thread.
+//!
+//! This is control-plane traffic (Raft messages, registrations, heartbeats: a few small
+//! frames a tick), so it runs on plain threads with blocking sockets beside the shards,
+//! leaving io_uring rings (and the memlock they pin) to the data path.
+//!
+//! Every bound is explicit: a peer's outgoing queue holds [`QUEUE_FRAMES_MAX`] frames and
+//! refuses more (the sender counts the frame lost; Raft and heartbeats resend); a write
+//! that makes no progress for [`WRITE_TIMEOUT`] (a paused peer) drops the connection; a
+//! node accepts at most [`INBOUND_PER_PEER_MAX`] connections per peer; a frame claiming
+//! more than [`FRAME_BYTES_MAX`](super::FRAME_BYTES_MAX) closes its connection. Frames
+//! from a node that is not a peer, or addressed to another node, close theirs too.
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::frame::{Frame, frame_len};
+use crate::ids::NodeId;
+
+/// Frames waiting to go to one peer.
+pub const QUEUE_FRAMES_MAX: usize = 256;
+
+/// How long a write may make no progress before the connection is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Connections a node accepts from one peer at once (a restarted peer's new connection
+/// may arrive before the old one is noticed closed).
+pub const INBOUND_PER_PEER_MAX: usize = 4;
+
+/// How often blocked threads look at the stop flag.
+const POLL: Duration = Duration::from_millis(50);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+const READ_CHUNK: usize = 64 << 10;
+
+/// What the links hand to their owner.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A frame from a peer, addressed to this node.
+    Frame(Frame),
+    /// The connection to a peer went down (or could not be made): what was queued for it
+    /// may be lost.
+    Down(NodeId),
+}
+
+/// The links of one node.
+#[derive(Debug)]
+pub struct Links {
+    me: NodeId,
+    outgoing: BTreeMap<NodeId, Outgoing>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    queue: SyncSender<Vec<Bytes>>,
+    connected: Arc<AtomicBool>,
+}
+
+/// Why a frame was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("{0} is not a peer")]
+    UnknownPeer(NodeId),
+    #[error("the queue to {0} is full ({QUEUE_FRAMES_MAX} frames)")]
+    QueueFull(NodeId),
+}
+
+impl Links {
+    /// Starts accepting on `listener` and connecting to every peer in `peers` (this node
+    /// excluded); what arrives goes to `inbox`.
+    pub fn start<T: From<Inbound> + Send + 'static>(
+        me: NodeId,
+        listener: TcpListener,
+        peers: &BTreeMap<NodeId, String>,
+        inbox: SyncSender<T>,
+    ) -> std::io::Result<Links> {
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let mut outgoing = BTreeMap::new();
+        for (&peer, address) in peers.iter().filter(|(peer, _)| **peer != me) {
+            let (queue, frames) = std::sync::mpsc::sync_channel(QUEUE_FRAMES_MAX);
+            let connected = Arc::new(AtomicBool::new(false));
+            let writer = Writer {
+                peer,
+                address: address.clone(),
+                frames,
+                connected: connected.clone(),
+                inbox: inbox.clone(),
+                stop: stop.clone(),
+            };
+            threads.push(spawn(&format!("strand-link-{peer}"), move || writer.run())?);
+            outgoing.insert(peer, Outgoing { queue, connected });
+        }
+        let acceptor = Acceptor {
+            me,
+            listener,
+            peers: outgoing.keys().copied().collect(),
+            inbox,
+            stop: stop.clone(),
+            inbound: Arc::new(Mutex::new(BTreeMap::new())),
+        };
+        threads.push(spawn("strand-link-accept", move || acceptor.run())?);
+        Ok(Links {
+            me,
+            outgoing,
+            stop,
+            threads,
+        })
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// Queues a frame (as [`FrameBuilder::finish`](super::FrameBuilder::finish) made it)
+    /// for `peer`.
+    pub fn send(&self, peer: NodeId, frame: Vec<Bytes>) -> Result<(), SendError> {
+        let outgoing = self
+            .outgoing
+            .get(&peer)
+            .ok_or(SendError::UnknownPeer(peer))?;
+        outgoing.queue.try_send(frame).map_err(|error| match error {
+            TrySendError::Full(_) | TrySendError::Disconnected(_) => SendError::QueueFull(peer),
+        })
+    }
+
+    /// True while the outgoing connection to `peer` is up.
+    pub fn connected(&self, peer: NodeId) -> bool {
+        self.outgoing
+            .get(&peer)
+            .is_some_and(|outgoing| outgoing.connected.load(Ordering::Relaxed))
+    }
+
+    /// The peers, in order.
+    pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.outgoing.keys().copied()
+    }
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Writers wake on their queue closing; readers and the acceptor on their poll.
+        self.outgoing.clear();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)
+}
+
+/// Keeps the connection to one peer up and writes its queued frames.
+struct Writer<T> {
+    peer: NodeId,
+    address: String,
+    frames: Receiver<Vec<Bytes>>,
+    connected: Arc<AtomicBool>,
+    inbox: SyncSender<T>,
+    stop: Arc<AtomicBool>,
+}
+
+impl<T: From<Inbound> + Send + 'static> Writer<T> {
+    fn run(self) {
+        let mut backoff = POLL;
+        let mut stream: Option<TcpStream> = None;
+        let mut reported_down = false;
+        while !self.stop.load(Ordering::Relaxed) {
+            if stream.is_none() {
+                match self.connect() {
+                    Ok(connection) => {
+                        tracing::info!(peer = %self.peer, address = %self.address, "link up");
+                        stream = Some(connection);
+                        self.connected.store(true, Ordering::Relaxed);
+                        backoff = POLL;
+                        reported_down = false;
+                    }
+                    Err(error) => {
+                        if !reported_down {
+                            tracing::info!(peer = %self.peer, address = %self.address, %error, "link down");
+                            reported_down = true;
+                            let _ = self.inbox.try_send(Inbound::Down(self.peer).into());
+                        }
+                        // Frames queued meanwhile would only be stale when the link
+                        // returns; Raft and heartbeats send fresh ones.
+                        while self.frames.try_recv().is_ok() {}
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                        continue;
+                    }
+                }
+            }
+            let frame = match self.frames.recv_timeout(POLL) {
+                Ok(frame) => frame,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let connection = stream.as_mut().expect("connected above");
+            if let Err(error) = write_frame(connection, &frame) {
+                tracing::info!(peer = %self.peer, %error, "link down");
+                let _ = connection.shutdown(Shutdown::Both);
+                stream = None;
+                self.connected.store(false, Ordering::Relaxed);
+                reported_down = true;
+                let _ = self.inbox.try_send(Inbound::Down(self.peer).into());
+            }
+        }
+    }
+
+    fn connect(&self) -> std::io::Result<TcpStream> {
+        let addresses: Vec<SocketAddr> = self.address.to_socket_addrs()?.collect();
+        let mut last = std::io::Error::new(ErrorKind::NotFound, "the address resolves to nothing");
+        for address in addresses {
+            match TcpStream::connect_timeout(&address, CONNECT_TIMEOUT) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                    return Ok(stream);
+                }
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Writes every part of a frame, in order.
+fn write_frame(stream: &mut TcpStream, parts: &[Bytes]) -> std::io::Result<()> {
+    let mut part = 0;
+    let mut offset = 0;
+    while part < parts.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&parts[part][offset..])
+            .chain(parts[part + 1..].iter().map(|bytes| &bytes[..]))
+            .map(IoSlice::new)
+            .collect();
+        let mut written = stream.write_vectored(&slices)?;
+        if written == 0 {
+            return Err(ErrorKind::WriteZero.into());
+        }
+        while part < parts.len() && written >= parts[part].len() - offset {
+            written -= parts[part].len() - offset;
+            part += 1;
+            offset = 0;
+        }
+        offset += written;
+    }
+    Ok(())
+}
+
+/// Accepts peers' connections and starts a reader for each.
+struct Acceptor<T> {
+    me: NodeId,
+    listener: TcpListener,
+    peers: Vec<NodeId>,
+    inbox: SyncSender<T>,
+    stop: Arc<AtomicBool>,
+    /// Open inbound connections per identified peer.
+    inbound: Arc<Mutex<BTreeMap<NodeId, usize>>>,
+}
+
+impl<T: From<Inbound> + Send + 'static> Acceptor<T> {
+    fn run(self) {
+        let open = Arc::new(AtomicUsize::new(0));
+        let mut readers: Vec<JoinHandle<()>> = Vec::new();
+        let limit = INBOUND_PER_PEER_MAX * self.peers.len().max(1);
+        while !self.stop.load(Ordering::Relaxed) {
+            readers.retain(|reader| !reader.is_finished());
+            let (stream, address) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(POLL / 5);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a node connection");
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+            };
+            if open.load(Ordering::Relaxed) >= limit {
+                tracing::warn!(%address, limit, "refusing a node connection: too many open");
+                continue;
+            }
+            let reader = Reader {
+                me: self.me,
+                peers: self.peers.clone(),
+                inbox: self.inbox.clone(),
+                stop: self.stop.clone(),
+                inbound: self.inbound.clone(),
+                open: open.clone(),
+                address,
+            };
+            open.fetch_add(1, Ordering::Relaxed);
+            match spawn("strand-link-read", move || reader.run(stream)) {
+                Ok(thread) => readers.push(thread),
+                Err(error) => {
+                    open.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(%error, "starting a node connection's reader");
+                }
+            }
+        }
+        for reader in readers {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// Reads frames from one peer's connection.
+struct Reader<T> {
+    me: NodeId,
+    peers: Vec<NodeId>,
+    inbox: SyncSender<T>,
+    stop: Arc<AtomicBool>,
+    inbound: Arc<Mutex<BTreeMap<NodeId, usize>>>,
+    open: Arc<AtomicUsize>,
+    address: SocketAddr,
+}
+
+impl<T: From<Inbound> + Send + 'static> Reader<T> {
+    fn run(self, stream: TcpStream) {
+        let mut peer = None;
+        if let Err(reason) = self.read(&stream, &mut peer) {
+            tracing::info!(address = %self.address, %reason, "node connection closed");
+        }
+        let _ = stream.shutdown(Shutdown::Both);
+        if let Some(peer) = peer {
+            let mut inbound = self.inbound.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = inbound.get_mut(&peer) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn read(&self, mut stream: &TcpStream, peer: &mut Option<NodeId>) -> Result<(), String> {
+        stream
+            .set_read_timeout(Some(POLL))
+            .map_err(|error| error.to_string())?;
+        let mut buffer = BytesMut::with_capacity(READ_CHUNK);
+        let mut chunk = vec![0; READ_CHUNK];
+        loop {
+            // Every whole frame buffered, in order; a frame's length is checked before
+            // its bytes are waited for, which bounds the buffer.
+            while let Some(len) = frame_len(&buffer).map_err(|error| error.to_string())? {
+                if buffer.len() < 4 + len {
+                    buffer.reserve(4 + len - buffer.len());
+                    break;
+                }
+                let mut bytes = buffer.split_to(4 + len).freeze();
+                let frame = Frame::decode(&mut bytes)
+                    .map_err(|error| error.to_string())?
+                    .ok_or("a whole frame did not decode")?;
+                self.identify(&frame, peer)?;
+                if self.inbox.send(Inbound::Frame(frame).into()).is_err() {
+                    return Ok(()); // the owner stopped
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => return Err("closed by the peer".to_owned()),
+                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+    }
+
+    /// Checks the frame's sender and receiver; the first frame names the connection's peer.
+    fn identify(&self, frame: &Frame, peer: &mut Option<NodeId>) -> Result<(), String> {
+        let from = frame.header.from;
+        if frame.header.to != self.me {
+            return Err(format!(
+                "a frame for {} arrived at {}",
+                frame.header.to, self.me
+            ));
+        }
+        match *peer {
+            Some(known) if known != from => {
+                Err(format!("{known}'s connection sent a frame from {from}"))
+            }
+            Some(_) => Ok(()),
+            None if !self.peers.contains(&from) => Err(format!("{from} is not a peer")),
+            None => {
+                let mut inbound = self.inbound.lock().unwrap_or_else(|e| e.into_inner());
+                let count = inbound.entry(from).or_insert(0);
+                if *count >= INBOUND_PER_PEER_MAX {
+                    return Err(format!(
+                        "{from} already has {INBOUND_PER_PEER_MAX} connections open"
+                    ));
+                }
+                *count += 1;
+                *peer = Some(from);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::Receiver;
+
+    use super::*;
+    use crate::transport::{FrameBuilder, NodeMessage, WireAnswer};
+
+    fn node(id: u32) -> NodeId {
+        NodeId::new(id)
+    }
+
+    fn answer(from: u32, to: u32, id: u64) -> Vec<Bytes> {
+        let mut builder = FrameBuilder::new(node(from), node(to));
+        let span = builder.payload(Bytes::from(vec![5; 100_000]));
+        builder.push(NodeMessage::Controller { span });
+        builder.push(NodeMessage::HeartbeatAnswer {
+            id,
+            answer: WireAnswer::Unregistered,
+        });
+        builder.finish()
+    }
+
+    fn next_frame(inbox: &Receiver<Inbound>) -> Frame {
+        loop {
+            match inbox.recv_timeout(Duration::from_secs(10)).unwrap() {
+                Inbound::Frame(frame) => return frame,
+                Inbound::Down(_) => {}
+            }
+        }
+    }
+
+    /// Two nodes' links carry frames both ways; a connection that sends a frame from a
+    /// node that is not a peer, or for another node, is closed.
+    #[test]
+    fn frames_cross_between_peers_and_strangers_are_cut_off() {
+        let listeners = [
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        ];
+        let addresses: Vec<String> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().to_string())
+            .collect();
+        let peers: BTreeMap<NodeId, String> = addresses
+            .iter()
+            .enumerate()
+            .map(|(id, address)| (node(u32::try_from(id).unwrap()), address.clone()))
+            .collect();
+        let [zero, one] = listeners;
+        let (to_zero, inbox_zero) = std::sync::mpsc::sync_channel(16);
+        let (to_one, inbox_one) = std::sync::mpsc::sync_channel(16);
+        let links_zero = Links::start(node(0), zero, &peers, to_zero).unwrap();
+        let links_one = Links::start(node(1), one, &peers, to_one).unwrap();
+
+        links_zero.send(node(1), answer(0, 1, 7)).unwrap();
+        let frame = next_frame(&inbox_one);
+        assert_eq!(frame.header.from, node(0));
+        assert!(matches!(
+            frame.header.messages[1],
+            NodeMessage::HeartbeatAnswer { id: 7, .. }
+        ));
+        let NodeMessage::Controller { span } = frame.header.messages[0] else {
+            panic!("a controller message first");
+        };
+        assert_eq!(frame.bytes(span), Bytes::from(vec![5; 100_000]));
+        links_one.send(node(0), answer(1, 0, 8)).unwrap();
+        assert_eq!(next_frame(&inbox_zero).header.from, node(1));
+        assert_eq!(
+            links_one.send(node(5), answer(1, 5, 1)),
+            Err(SendError::UnknownPeer(node(5)))
+        );
+
+        for (from, to) in [(9, 1), (0, 3)] {
+            let mut stranger = TcpStream::connect(&addresses[1]).unwrap();
+            stranger
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            write_frame(&mut stranger, &answer(from, to, 1)).unwrap();
+            let mut byte = [0; 1];
+            let read = stranger.read(&mut byte);
+            assert!(
+                matches!(read, Ok(0))
+                    || read
+                        .as_ref()
+                        .is_err_and(|error| error.kind() == ErrorKind::ConnectionReset),
+                "the connection from {from} to {to} is closed: {read:?}"
+            );
+        }
+        assert!(links_zero.connected(node(1)));
+    }
+}
