@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use strand_engine::TopicConfig;
+use strand_replication::host::ControllerHandle;
 
 /// The Kafka listener's settings, shared by every shard.
 #[derive(Clone, Debug)]
@@ -29,6 +30,9 @@ pub struct NetConfig {
     /// from the broker's.
     pub topic_defaults: TopicConfig,
     pub limits: NetLimits,
+    /// The controller's view when this node is one of a cluster (`--peers`); `None` for a
+    /// single node, which is its own controller.
+    pub cluster: Option<ControllerHandle>,
 }
 
 /// Bounds of the network layer, per shard unless said otherwise.
@@ -80,6 +84,7 @@ impl NetConfig {
             offsets_partitions: 16,
             topic_defaults: TopicConfig::default(),
             limits: NetLimits::default(),
+            cluster: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `strand`: Strand's command line.
 
 mod admin_client;
+mod cluster;
 mod consume;
 mod dump_log;
 mod group;
@@ -39,6 +40,9 @@ enum Command {
     /// Create, list, describe, delete and configure topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
+    /// The cluster: nodes and their liveness, the controller, chains and committed offsets.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// List consumer groups; describe one with its lag per partition.
     #[command(subcommand)]
     Group(group::GroupCommand),
@@ -77,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Topic(command) => Ok(exit(topic::run(&cli.bootstrap, command)?)),
+        Command::Cluster(command) => Ok(exit(cluster::run(&cli.bootstrap, command)?)),
         Command::Group(command) => Ok(exit(group::run(&cli.bootstrap, command)?)),
         Command::Produce(args) => Ok(exit(produce::run(&cli.bootstrap, &args)?)),
         Command::Consume(args) => Ok(exit(consume::run(&cli.bootstrap, &args)?)),

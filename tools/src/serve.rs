@@ -1,6 +1,7 @@
 //! `strand serve`: a single-node broker. Settings come from flags, then `STRAND_*`
 //! environment variables, then the `--config` TOML file, then the defaults.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -11,6 +12,9 @@ use serde::Deserialize;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use strand_engine::{EngineConfig, FsyncPolicy, ShardSet};
 use strand_net::NetConfig;
+use strand_replication::NodeId;
+use strand_replication::controller::Endpoint;
+use strand_replication::host::{ControllerHost, HostConfig};
 
 /// Flags of `strand serve`; each may also come from its `STRAND_*` variable.
 #[derive(Debug, Default, clap::Args)]
@@ -37,6 +41,18 @@ pub struct ServeArgs {
     /// Where Prometheus scrapes GET /metrics [default: 127.0.0.1:9644]; `none` turns it off.
     #[arg(long, env = "STRAND_METRICS", value_name = "HOST:PORT")]
     metrics: Option<String>,
+    /// This node's id (Kafka's node.id) [default: 0].
+    #[arg(long, env = "STRAND_NODE_ID", value_name = "N")]
+    node_id: Option<u32>,
+    /// Every node of the cluster with its internal address (controller and replication
+    /// traffic), this node's included: `0=HOST:PORT,1=HOST:PORT,2=HOST:PORT`. Without it
+    /// the broker is a single node.
+    #[arg(long, env = "STRAND_PEERS", value_name = "ID=HOST:PORT,...")]
+    peers: Option<String>,
+    /// Where this node accepts the other nodes' connections [default: its own address in
+    /// --peers].
+    #[arg(long, env = "STRAND_INTERNAL_LISTEN", value_name = "HOST:PORT")]
+    internal_listen: Option<String>,
 }
 
 /// The `--config` file.
@@ -51,6 +67,9 @@ struct FileConfig {
     metrics: Option<String>,
     auto_create_topics: Option<bool>,
     default_partitions: Option<u32>,
+    node_id: Option<u32>,
+    peers: Option<String>,
+    internal_listen: Option<String>,
 }
 
 /// Everything `serve` needs, merged.
@@ -60,6 +79,16 @@ pub struct Settings {
     pub net: NetConfig,
     /// Where the Prometheus endpoint listens, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Set when this node is one of a cluster.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// A cluster node's settings.
+#[derive(Debug)]
+pub struct ClusterSettings {
+    pub node: NodeId,
+    pub peers: BTreeMap<NodeId, String>,
+    pub internal_listen: SocketAddr,
 }
 
 impl ServeArgs {
@@ -116,12 +145,81 @@ impl ServeArgs {
             off if off == "none" => None,
             address => Some(resolve(&address).context("--metrics")?),
         };
+        let node_id = self.node_id.or(file.node_id).unwrap_or(0);
+        net.node_id = i32::try_from(node_id)
+            .map_err(|_| anyhow::anyhow!("--node-id {node_id} is past {}", i32::MAX))?;
+        let cluster = match self.peers.clone().or(file.peers) {
+            None => {
+                if self.internal_listen.is_some() || file.internal_listen.is_some() {
+                    bail!(
+                        "--internal-listen needs --peers (a single node has no internal traffic)"
+                    );
+                }
+                None
+            }
+            Some(peers) => {
+                let node = NodeId::new(node_id);
+                let peers = parse_peers(&peers).context("--peers")?;
+                let Some(own) = peers.get(&node) else {
+                    bail!("--node-id {node_id} is not one of the nodes in --peers");
+                };
+                let internal = self
+                    .internal_listen
+                    .clone()
+                    .or(file.internal_listen)
+                    .unwrap_or_else(|| own.clone());
+                let internal_listen = resolve(&internal).context("--internal-listen")?;
+                if internal_listen.port() == net.listen.port()
+                    && (internal_listen.ip() == net.listen.ip()
+                        || internal_listen.ip().is_unspecified()
+                        || net.listen.ip().is_unspecified())
+                {
+                    bail!("--internal-listen {internal_listen} is the Kafka listener's address");
+                }
+                Some(ClusterSettings {
+                    node,
+                    peers,
+                    internal_listen,
+                })
+            }
+        };
         Ok(Settings {
             engine,
             net,
             metrics,
+            cluster,
         })
     }
+}
+
+/// `0=HOST:PORT,1=HOST:PORT,...`: every node's id and internal address.
+fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<NodeId, String>> {
+    let mut peers = BTreeMap::new();
+    for entry in text
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let Some((id, address)) = entry.split_once('=') else {
+            bail!("{entry:?} is not ID=HOST:PORT");
+        };
+        let id: u32 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("{id:?} in {entry:?} is not a node id"))?;
+        if i32::try_from(id).is_err() {
+            bail!("node id {id} is past {}", i32::MAX);
+        }
+        let address = address.trim();
+        split_host_port(address).with_context(|| format!("{entry:?}"))?;
+        if peers.insert(NodeId::new(id), address.to_owned()).is_some() {
+            bail!("node {id} is given twice");
+        }
+    }
+    if peers.is_empty() {
+        bail!("no nodes given");
+    }
+    Ok(peers)
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
@@ -171,10 +269,19 @@ fn ensure_port_free(listen: SocketAddr) -> anyhow::Result<()> {
 pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let Settings {
         engine,
-        net,
+        mut net,
         metrics,
+        cluster,
     } = args.settings()?;
     ensure_port_free(net.listen)?;
+    let controller = match cluster {
+        Some(cluster) => {
+            let host = start_controller(cluster, &net, &engine.data_dir)?;
+            net.cluster = Some(host.handle());
+            Some(host)
+        }
+        None => None,
+    };
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .context("installing signal handlers")?;
     let shards = engine.shard_count;
@@ -234,11 +341,46 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             let _ = set.shutdown();
             bail!("a shard stopped unexpectedly; see the log above");
         }
+        if controller.as_ref().is_some_and(ControllerHost::has_stopped) {
+            let _ = set.shutdown();
+            let failure = controller.map(ControllerHost::stop);
+            bail!("the controller stopped: {failure:?}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     let summary = set.shutdown().context("shutting down")?;
+    if let Some(controller) = controller {
+        controller.stop().context("stopping the controller")?;
+    }
     tracing::info!(?summary, "stopped");
     Ok(())
+}
+
+/// Binds the internal listener and starts this node's controller, its log under
+/// `DATA_DIR/controller`.
+fn start_controller(
+    cluster: ClusterSettings,
+    net: &NetConfig,
+    data_dir: &Path,
+) -> anyhow::Result<ControllerHost> {
+    let listener = TcpListener::bind(cluster.internal_listen)
+        .with_context(|| format!("binding the internal listener {}", cluster.internal_listen))?;
+    let kafka = Endpoint {
+        host: net.advertised_host.clone(),
+        port: net.advertised_port,
+    };
+    let config = HostConfig::new(
+        cluster.node,
+        cluster.peers,
+        kafka,
+        data_dir.join("controller"),
+    );
+    tracing::info!(
+        node = %cluster.node,
+        internal = %cluster.internal_listen,
+        "starting the controller"
+    );
+    ControllerHost::start(config, listener).context("starting the controller")
 }
 
 #[cfg(test)]
@@ -292,6 +434,46 @@ mod tests {
         let defaults = settings(&["--metrics", "none"]).unwrap();
         assert_eq!(defaults.net.listen.to_string(), "127.0.0.1:9092");
         assert_eq!(defaults.engine.data_dir, PathBuf::from("strand-data"));
+    }
+
+    #[test]
+    fn cluster_flags_name_every_node_and_bad_ones_are_refused() {
+        let peers = "0=127.0.0.1:19100, 1=127.0.0.1:19101,2=localhost:19102";
+        let one = settings(&["--metrics", "none", "--node-id", "1", "--peers", peers]).unwrap();
+        let cluster = one.cluster.unwrap();
+        assert_eq!(cluster.node, NodeId::new(1));
+        assert_eq!(cluster.peers.len(), 3);
+        assert_eq!(cluster.peers[&NodeId::new(2)], "localhost:19102");
+        assert_eq!(cluster.internal_listen.to_string(), "127.0.0.1:19101");
+        assert_eq!(one.net.node_id, 1);
+        let single = settings(&["--metrics", "none", "--node-id", "4"]).unwrap();
+        assert!(single.cluster.is_none());
+        assert_eq!(single.net.node_id, 4);
+        let moved = settings(&["--peers", peers, "--internal-listen", "127.0.0.1:19200"]).unwrap();
+        assert_eq!(
+            moved.cluster.unwrap().internal_listen.to_string(),
+            "127.0.0.1:19200"
+        );
+        for (args, names) in [
+            (
+                &["--node-id", "3", "--peers", peers][..],
+                "not one of the nodes",
+            ),
+            (&["--peers", "0=127.0.0.1:1,0=127.0.0.1:2"][..], "twice"),
+            (&["--peers", "zero=127.0.0.1:1"][..], "not a node id"),
+            (&["--peers", "0=127.0.0.1"][..], "HOST:PORT"),
+            (&["--peers", "0:127.0.0.1:1"][..], "ID=HOST:PORT"),
+            (&["--peers", ","][..], "no nodes"),
+            (&["--internal-listen", "127.0.0.1:1"][..], "needs --peers"),
+            (&["--node-id", "3000000000"][..], "past"),
+            (
+                &["--peers", "0=127.0.0.1:9092"][..],
+                "is the Kafka listener's address",
+            ),
+        ] {
+            let error = settings(args).err().unwrap();
+            assert!(format!("{error:#}").contains(names), "{args:?}: {error:#}");
+        }
     }
 
     #[test]

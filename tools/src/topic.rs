@@ -138,7 +138,7 @@ fn create(
     Ok(ok)
 }
 
-fn metadata(
+pub fn metadata(
     client: &mut AdminClient,
     topics: Option<&[String]>,
 ) -> anyhow::Result<MetadataResponse> {

@@ -24,7 +24,7 @@ use super::log_file::{LogFile, LogFileError};
 use super::membership::{Membership, Request};
 use crate::controller::{
     ClusterState, ControllerConfig, ControllerNode, Endpoint, Heartbeat, HeartbeatAnswer,
-    ProposalId, QuorumError, ReplicaReport, decode_message, encode_message,
+    ProposalId, QuorumConfig, QuorumError, ReplicaReport, Timing, decode_message, encode_message,
 };
 use crate::ids::{ChainEpoch, NodeId};
 use crate::transport::{Frame, FrameBuilder, Inbound, Links, NodeMessage, WireAnswer, WireReport};
@@ -50,6 +50,45 @@ pub struct HostConfig {
     pub controller: ControllerConfig,
     /// How often this node heartbeats to the controller leader.
     pub heartbeat_ms: u64,
+}
+
+impl HostConfig {
+    /// A node's controller with the defaults `strand serve` uses: ticks of 50 ms, an
+    /// election after 10 to 20 silent ticks (0.5 to 1 s), heartbeats every 100 ms, a lease
+    /// of 500 ms, and a node fenced and cut from its chains after 800 ms of silence.
+    pub fn new(
+        node: NodeId,
+        peers: BTreeMap<NodeId, String>,
+        kafka: Endpoint,
+        dir: PathBuf,
+    ) -> HostConfig {
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+            });
+        HostConfig {
+            node,
+            controller: ControllerConfig {
+                quorum: QuorumConfig {
+                    node,
+                    nodes: peers.keys().copied().collect(),
+                    election_ticks: 10,
+                    heartbeat_ticks: 2,
+                    log_entries_max: 1000,
+                    uncommitted_bytes_max: 8 << 20,
+                    incarnation,
+                },
+                timing: Timing::new(500, 800),
+                tick_ms: 50,
+                decisions_per_tick_max: 256,
+            },
+            peers,
+            kafka,
+            dir,
+            heartbeat_ms: 100,
+        }
+    }
 }
 
 /// Why the controller could not start or had to stop.

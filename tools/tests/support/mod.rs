@@ -34,9 +34,14 @@ impl Broker {
 
     /// A broker on `data_dir` with more `strand serve` flags.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Broker {
-        let port = free_port();
+        Broker::start_on(free_port(), 2, data_dir, flags)
+    }
+
+    /// A broker on Kafka port `port` with `cores` shards (a restarted cluster node keeps
+    /// its port).
+    pub fn start_on(port: u16, cores: usize, data_dir: &Path, flags: &[&str]) -> Broker {
         let child = Command::new(env!("CARGO_BIN_EXE_strand"))
-            .args(["serve", "--cores", "2", "--listen"])
+            .args(["serve", "--cores", &cores.to_string(), "--listen"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data_dir)
@@ -71,6 +76,18 @@ impl Broker {
             .set("message.timeout.ms", "30000")
             .set("socket.timeout.ms", "30000");
         config
+    }
+
+    /// SIGKILL: the process dies at once, as in a crash.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running broker").id()
     }
 
     /// SIGTERM, then waits for a clean exit; panics if the broker fails to stop in time.
