@@ -13,9 +13,9 @@
 //! decisions (liveness by lease, chains per partition, learners and promotion) as a pure
 //! state machine too, and the simulation runs it as the controller; the cluster metadata
 //! ([`controller::ClusterState`]) is replicated by [`controller::Quorum`], a sans-IO Raft
-//! member on raft-rs, driven by `tests/quorum_simulation.rs`. The host that runs the
-//! quorum, the transport and the binding to the storage engine wrap these cores and are
-//! not built yet.
+//! member on raft-rs, driven by `tests/quorum_simulation.rs`. [`host`] runs the quorum
+//! on a thread with its log file and [`transport`] links; the binding of chains to the
+//! storage engine is not built yet.
 //!
 //! Public boundary: [`NodeId`], [`ChainEpoch`], [`chain::Chain`], [`chain::Member`],
 //! [`chain::Replica`], [`chain::Recovered`], [`chain::Limits`], [`chain::Message`],

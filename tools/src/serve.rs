@@ -454,6 +454,9 @@ mod tests {
             moved.cluster.unwrap().internal_listen.to_string(),
             "127.0.0.1:19200"
         );
+        let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/strand.toml");
+        let deployed = settings(&["--config", shipped]).unwrap();
+        assert_eq!(deployed.cluster.unwrap().peers.len(), 3);
         for (args, names) in [
             (
                 &["--node-id", "3", "--peers", peers][..],
