@@ -59,6 +59,6 @@ pub use metadata_service::{ConfigChange, TopicError, TopicSpec};
 pub use offset::Offset;
 pub use partition::{AppendError, PartitionOffsets, ReadError};
 pub use record_timestamps::RecordAtTime;
-pub use request::{AppendOutcome, ReadOutcome, ShardStats};
+pub use request::{AppendOutcome, ReadLimit, ReadOutcome, ShardStats};
 pub use router::Router;
 pub use shard_set::{EngineError, ShardSet, ShutdownSummary};

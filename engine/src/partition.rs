@@ -23,7 +23,8 @@ const READ_SLACK_MAX: usize = 1 << 20;
 pub struct PartitionOffsets {
     /// The first offset still stored.
     pub log_start: Offset,
-    /// The offset after the last durable batch: readers see everything below it.
+    /// What consumers may read below: the offset after the last durable batch or, for a
+    /// replicated partition, the committed offset when that is lower.
     pub high_watermark: Offset,
     /// The offset the next append gets.
     pub log_end: Offset,
@@ -47,6 +48,14 @@ pub enum AppendError {
     Offline { partition: String, reason: String },
     #[error("partition {partition} cannot take {records} more records: offsets would pass 2^63")]
     OffsetOverflow { partition: String, records: u64 },
+    #[error(
+        "a replicated batch at offset {got} does not continue partition {partition}, whose log ends at {expected}"
+    )]
+    NotAtLogEnd {
+        partition: String,
+        expected: i64,
+        got: i64,
+    },
     #[error("partition {partition}: {error}")]
     Sequence {
         partition: String,
@@ -134,6 +143,9 @@ pub struct PartitionLog {
     log_start: Offset,
     next_offset: Offset,
     durable_end: Offset,
+    /// The committed offset of a replicated partition (its chain says so); `None` for a
+    /// partition only this node holds, whose durable end is what consumers may read.
+    committed: Option<Offset>,
     unflushed_bytes: usize,
     unflushed_batches: u64,
     poisoned: Option<String>,
@@ -211,6 +223,7 @@ impl PartitionLog {
             log_start,
             next_offset,
             durable_end: next_offset,
+            committed: None,
             unflushed_bytes: 0,
             unflushed_batches: 0,
             poisoned: None,
@@ -269,11 +282,30 @@ impl PartitionLog {
     }
 
     pub fn offsets(&self) -> PartitionOffsets {
+        let readable = self.committed.map_or(self.durable_end, |committed| {
+            committed.min(self.durable_end)
+        });
         PartitionOffsets {
             log_start: self.log_start,
-            high_watermark: self.durable_end,
+            high_watermark: readable.max(self.log_start),
             log_end: self.next_offset,
         }
+    }
+
+    /// The offset after the last durable batch (what replication may read and what an
+    /// append's durability is measured against).
+    pub fn durable_end(&self) -> Offset {
+        self.durable_end
+    }
+
+    /// Makes the partition replicated with `committed` as its committed offset: consumers
+    /// read no further than it. It only rises; a lower value is ignored (a chain's
+    /// committed offset never goes back). Returns the offsets after the change.
+    pub fn set_committed(&mut self, committed: Offset) -> PartitionOffsets {
+        if self.committed.is_none_or(|held| held < committed) {
+            self.committed = Some(committed);
+        }
+        self.offsets()
     }
 
     /// Bytes of log on disk or about to be.
@@ -365,6 +397,43 @@ impl PartitionLog {
         self.producers
             .record(batch.header(), base, batch.last_offset());
         Ok(Appended::Stored(batch))
+    }
+
+    /// Appends a batch another node's log assigned (a chain's head): it must start at this
+    /// log's end, and keeps its offsets and leader epoch. Its idempotent producer state is
+    /// recorded as the head's was, so this node can take over as head. Returns the batch
+    /// for the cache, as [`PartitionLog::append`] does.
+    pub fn append_replica(
+        &mut self,
+        batch: ValidatedBatch,
+        now_ms: i64,
+    ) -> Result<ValidatedBatch, AppendError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(AppendError::Poisoned {
+                partition: self.label.clone(),
+                reason: reason.clone(),
+            });
+        }
+        if batch.base_offset().value() != batch.header().base_offset
+            || batch.base_offset() != self.next_offset
+        {
+            return Err(AppendError::NotAtLogEnd {
+                partition: self.label.clone(),
+                expected: self.next_offset.value(),
+                got: batch.header().base_offset,
+            });
+        }
+        if self.should_roll(&batch, now_ms) {
+            self.roll(now_ms);
+        }
+        let active = self.active_mut();
+        active.append(batch.header(), &batch.parts(), now_ms);
+        self.next_offset = batch.last_offset().plus(1);
+        self.unflushed_bytes += batch.len();
+        self.unflushed_batches += 1;
+        self.producers
+            .record(batch.header(), batch.base_offset(), batch.last_offset());
+        Ok(batch)
     }
 
     /// The idempotent producers' state, for replaying stored batches into it when the
@@ -466,8 +535,15 @@ impl PartitionLog {
         self.durable_end = outcome.durable_end;
     }
 
-    /// Where a read of `from` starts, or why it cannot.
-    pub fn plan_read(&self, from: Offset, bytes_max: usize) -> Result<ReadStart, ReadError> {
+    /// Where a read of `from` up to `limit` (the high watermark for consumers, the
+    /// durable end for replication) starts, or why it cannot. An offset between the limit
+    /// and the durable end reads nothing yet.
+    pub fn plan_read(
+        &self,
+        from: Offset,
+        bytes_max: usize,
+        limit: Offset,
+    ) -> Result<ReadStart, ReadError> {
         if from < self.log_start || from > self.durable_end {
             return Err(ReadError::OffsetOutOfRange {
                 partition: self.label.clone(),
@@ -476,7 +552,7 @@ impl PartitionLog {
                 high_watermark: self.durable_end.value(),
             });
         }
-        if from == self.durable_end {
+        if from >= limit.min(self.durable_end) {
             return Ok(ReadStart::AtEnd);
         }
         let (_, segment) = self

@@ -19,11 +19,13 @@ const REPLAY_READ_BYTES: usize = 1 << 20;
 /// log start when there was none).
 pub(crate) async fn restore(log: &mut PartitionLog) -> Result<Offset, ReadError> {
     let offsets = log.offsets();
+    // Every durable batch counts, committed or not: the state must match the log.
+    let durable_end = log.durable_end();
     let path = producer_state::snapshot_path(log.dir());
     let mut from = offsets.log_start;
     match crate::directory::read_file(&path).await {
         Ok(Some(bytes)) => match ProducerStates::decode(&bytes) {
-            Ok((states, covered)) if covered <= offsets.high_watermark => {
+            Ok((states, covered)) if covered <= durable_end => {
                 *log.producers_mut() = states;
                 from = covered.max(offsets.log_start);
             }
@@ -46,11 +48,13 @@ pub(crate) async fn restore(log: &mut PartitionLog) -> Result<Offset, ReadError>
         ),
     }
     let covered = from;
-    while from < offsets.high_watermark {
-        let ReadStart::Disk { cursor, path } = log.plan_read(from, REPLAY_READ_BYTES)? else {
+    while from < durable_end {
+        let ReadStart::Disk { cursor, path } =
+            log.plan_read(from, REPLAY_READ_BYTES, durable_end)?
+        else {
             break;
         };
-        let bytes = read_batches(cursor, from, REPLAY_READ_BYTES)
+        let bytes = read_batches(cursor, from, durable_end, REPLAY_READ_BYTES)
             .await
             .map_err(|error| ReadError::from_segment(log.label().to_string(), path, error))?;
         let before = from;

@@ -25,10 +25,24 @@ pub(crate) enum ShardRequest {
         leader_epoch: i32,
         reply: Reply<Result<AppendOutcome, AppendError>>,
     },
+    /// A batch a chain's head assigned offsets to, appended at them; answered once
+    /// durable here.
+    AppendReplica {
+        partition: PartitionId,
+        batch: ValidatedBatch,
+        reply: Reply<Result<AppendOutcome, AppendError>>,
+    },
+    /// The chain's committed offset: consumers read no further.
+    SetCommitted {
+        partition: PartitionId,
+        committed: Offset,
+        reply: Reply<Result<PartitionOffsets, ReadError>>,
+    },
     Read {
         partition: PartitionId,
         from: Offset,
         bytes_max: usize,
+        limit: ReadLimit,
         reply: Reply<Result<ReadOutcome, ReadError>>,
     },
     Offsets {
@@ -70,6 +84,15 @@ pub(crate) enum ShardControl {
     Shutdown {
         reply: flume::Sender<ShutdownReport>,
     },
+}
+
+/// How far a read may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadLimit {
+    /// What consumers see: up to the high watermark.
+    HighWatermark,
+    /// What replication forwards: everything durable here, committed or not.
+    Durable,
 }
 
 /// A durable append.

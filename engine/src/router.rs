@@ -13,7 +13,7 @@ use crate::metadata_service::{ConfigChange, MetadataRequest, TopicError, TopicSp
 use crate::offset::Offset;
 use crate::partition::{AppendError, PartitionOffsets, ReadError};
 use crate::record_timestamps::RecordAtTime;
-use crate::request::{AppendOutcome, ReadOutcome, Reply, ShardRequest, ShardStats};
+use crate::request::{AppendOutcome, ReadLimit, ReadOutcome, Reply, ShardRequest, ShardStats};
 
 /// A shard-local handle to every partition and to topic administration. Cheap to clone;
 /// not `Send`: each shard has its own.
@@ -80,6 +80,18 @@ impl Router {
         partition: u32,
         batch: ValidatedBatch,
     ) -> Result<AppendOutcome, AppendError> {
+        self.append_in_epoch(topic, partition, batch, 0).await
+    }
+
+    /// Appends `batch` stamped with `leader_epoch` (a chain head's epoch); answers once it
+    /// is durable here.
+    pub async fn append_in_epoch(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: ValidatedBatch,
+        leader_epoch: i32,
+    ) -> Result<AppendOutcome, AppendError> {
         let Some((id, owner)) = self.resolve(topic, partition) else {
             return Err(AppendError::UnknownPartition {
                 partition: partition_label(topic, partition),
@@ -89,14 +101,57 @@ impl Router {
             .ask(owner, |reply| ShardRequest::Append {
                 partition: id,
                 batch,
-                leader_epoch: 0,
+                leader_epoch,
                 reply,
             })
             .await;
         answer.unwrap_or(Err(AppendError::ShuttingDown))
     }
 
-    /// Reads whole batches from the one holding `from`, up to about `bytes_max` bytes.
+    /// Appends a batch a chain's head assigned offsets to, at those offsets; answers once
+    /// it is durable here.
+    pub async fn append_replica(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: ValidatedBatch,
+    ) -> Result<AppendOutcome, AppendError> {
+        let Some((id, owner)) = self.resolve(topic, partition) else {
+            return Err(AppendError::UnknownPartition {
+                partition: partition_label(topic, partition),
+            });
+        };
+        let answer = self
+            .ask(owner, |reply| ShardRequest::AppendReplica {
+                partition: id,
+                batch,
+                reply,
+            })
+            .await;
+        answer.unwrap_or(Err(AppendError::ShuttingDown))
+    }
+
+    /// Sets a replicated partition's committed offset (it only rises): consumers read no
+    /// further. Returns the partition's offsets after it.
+    pub async fn set_committed(
+        &self,
+        topic: &str,
+        partition: u32,
+        committed: Offset,
+    ) -> Result<PartitionOffsets, ReadError> {
+        let (id, owner) = self.resolve_for_read(topic, partition)?;
+        let answer = self
+            .ask(owner, |reply| ShardRequest::SetCommitted {
+                partition: id,
+                committed,
+                reply,
+            })
+            .await;
+        answer.unwrap_or(Err(ReadError::ShuttingDown))
+    }
+
+    /// Reads whole batches below the high watermark from the one holding `from`, up to
+    /// about `bytes_max` bytes.
     pub async fn read(
         &self,
         topic: &str,
@@ -104,12 +159,26 @@ impl Router {
         from: Offset,
         bytes_max: usize,
     ) -> Result<ReadOutcome, ReadError> {
+        self.read_up_to(topic, partition, from, bytes_max, ReadLimit::HighWatermark)
+            .await
+    }
+
+    /// Reads whole batches below `limit` (see [`ReadLimit`]).
+    pub async fn read_up_to(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: Offset,
+        bytes_max: usize,
+        limit: ReadLimit,
+    ) -> Result<ReadOutcome, ReadError> {
         let (id, owner) = self.resolve_for_read(topic, partition)?;
         let answer = self
             .ask(owner, |reply| ShardRequest::Read {
                 partition: id,
                 from,
                 bytes_max,
+                limit,
                 reply,
             })
             .await;

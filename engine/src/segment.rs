@@ -227,12 +227,16 @@ impl std::fmt::Debug for SegmentCursor {
 pub async fn read_batches(
     mut cursor: SegmentCursor,
     from: Offset,
+    end: Offset,
     bytes_max: usize,
 ) -> Result<Vec<u8>, SegmentReadError> {
     let mut out = Vec::new();
     while let Some((header, range)) = cursor.next().await? {
         if header.last_offset() < from.value() {
             continue;
+        }
+        if header.base_offset >= end.value() {
+            break;
         }
         if !out.is_empty() && out.len() + range.len() > bytes_max {
             break;

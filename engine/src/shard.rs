@@ -33,7 +33,8 @@ use crate::offset::Offset;
 use crate::partition::{AppendError, Appended, PartitionLog, ReadError, ReadStart};
 use crate::recovery::{PartitionSpec, RecoveryReport, open_partition};
 use crate::request::{
-    AppendOutcome, ReadOutcome, Reply, ShardControl, ShardRequest, ShardStats, ShutdownReport,
+    AppendOutcome, ReadLimit, ReadOutcome, Reply, ShardControl, ShardRequest, ShardStats,
+    ShutdownReport,
 };
 use crate::segment::{find_by_timestamp, read_batches};
 
@@ -227,12 +228,32 @@ impl Shard {
             } => {
                 self.append(partition, batch, leader_epoch, reply);
             }
+            ShardRequest::AppendReplica {
+                partition,
+                batch,
+                reply,
+            } => self.append_replica(partition, batch, reply),
+            ShardRequest::SetCommitted {
+                partition,
+                committed,
+                reply,
+            } => {
+                let answer = self.partitions.get_mut(&partition).map(|slot| {
+                    let offsets = slot.log.set_committed(committed);
+                    self.data_waits.grown(partition, offsets.high_watermark);
+                    offsets
+                });
+                let _ = reply.send(answer.ok_or_else(|| ReadError::UnknownPartition {
+                    partition: partition.to_string(),
+                }));
+            }
             ShardRequest::Read {
                 partition,
                 from,
                 bytes_max,
+                limit,
                 reply,
-            } => self.read(partition, from, bytes_max, reply),
+            } => self.read(partition, from, bytes_max, limit, reply),
             ShardRequest::Offsets { partition, reply } => {
                 let answer = self.slot(partition).map(|slot| slot.log.offsets());
                 let _ = reply.send(answer);
@@ -300,7 +321,7 @@ impl Shard {
         match slot.log.append(batch, leader_epoch, now_ms()) {
             Ok(Appended::Duplicate { base, last }) => {
                 let offsets = slot.log.offsets();
-                if last < offsets.high_watermark {
+                if last < slot.log.durable_end() {
                     let answer = AppendOutcome {
                         base_offset: base,
                         last_offset: last,
@@ -312,6 +333,37 @@ impl Shard {
                 }
             }
             Ok(Appended::Stored(stored)) => {
+                let (base, last) = (stored.base_offset(), stored.last_offset());
+                self.pending_write_bytes += stored.len();
+                slot.commit.wait(last, AppendWaiter { reply, base, last });
+                let held = stored.held_len();
+                self.cache
+                    .insert(partition, base, last, stored.into_parts(), held);
+                self.start_flush(partition);
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    /// A chain head's batch, at its own offsets (see [`PartitionLog::append_replica`]).
+    fn append_replica(
+        &mut self,
+        partition: PartitionId,
+        batch: crate::batch::ValidatedBatch,
+        reply: Reply<Result<AppendOutcome, AppendError>>,
+    ) {
+        if self.stopping {
+            let _ = reply.send(Err(AppendError::ShuttingDown));
+            return;
+        }
+        let Some(slot) = self.partitions.get_mut(&partition) else {
+            let _ = reply.send(Err(self.append_missing(partition)));
+            return;
+        };
+        match slot.log.append_replica(batch, now_ms()) {
+            Ok(stored) => {
                 let (base, last) = (stored.base_offset(), stored.last_offset());
                 self.pending_write_bytes += stored.len();
                 slot.commit.wait(last, AppendWaiter { reply, base, last });
@@ -361,10 +413,11 @@ impl Shard {
         };
         slot.log.finish_flush(&mut outcome);
         let offsets = slot.log.offsets();
+        let durable_end = slot.log.durable_end();
         self.data_waits.grown(partition, offsets.high_watermark);
-        for waiter in slot.commit.complete(offsets.high_watermark) {
+        for waiter in slot.commit.complete(durable_end) {
             assert!(
-                waiter.last < offsets.high_watermark,
+                waiter.last < durable_end,
                 "acknowledging {} before it is durable",
                 waiter.last
             );
@@ -378,7 +431,7 @@ impl Shard {
         let (durable, waiting): (Vec<AppendWaiter>, Vec<AppendWaiter>) =
             std::mem::take(&mut slot.retries)
                 .into_iter()
-                .partition(|retry| retry.last < offsets.high_watermark);
+                .partition(|retry| retry.last < durable_end);
         slot.retries = waiting;
         for retry in durable {
             let answer = AppendOutcome {
@@ -408,6 +461,7 @@ impl Shard {
         partition: PartitionId,
         from: Offset,
         bytes_max: usize,
+        limit: ReadLimit,
         reply: Reply<Result<ReadOutcome, ReadError>>,
     ) {
         let bytes_max = bytes_max.min(self.config.limits.read_bytes_max);
@@ -419,21 +473,20 @@ impl Shard {
             }
         };
         let offsets = slot.log.offsets();
-        let in_range = from >= offsets.log_start && from < offsets.high_watermark;
+        let end = match limit {
+            ReadLimit::HighWatermark => offsets.high_watermark,
+            ReadLimit::Durable => slot.log.durable_end(),
+        };
+        let in_range = from >= offsets.log_start && from < end;
         let mut bytes = Vec::new();
         if in_range
-            && let CacheRead::Hit { .. } = self.cache.read(
-                partition,
-                from,
-                offsets.high_watermark,
-                bytes_max,
-                &mut bytes,
-            )
+            && let CacheRead::Hit { .. } =
+                self.cache.read(partition, from, end, bytes_max, &mut bytes)
         {
             let _ = reply.send(Ok(ReadOutcome { bytes, offsets }));
             return;
         }
-        match slot.log.plan_read(from, bytes_max) {
+        match slot.log.plan_read(from, bytes_max, end) {
             Err(error) => {
                 let _ = reply.send(Err(error));
             }
@@ -444,7 +497,7 @@ impl Shard {
                 let label = slot.log.label().to_string();
                 self.jobs.push(
                     async move {
-                        let answer = read_batches(cursor, from, bytes_max).await;
+                        let answer = read_batches(cursor, from, end, bytes_max).await;
                         let answer = answer.map(|bytes| ReadOutcome { bytes, offsets });
                         let _ = reply.send(
                             answer.map_err(|error| ReadError::from_segment(label, path, error)),
