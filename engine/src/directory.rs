@@ -83,6 +83,23 @@ pub async fn remove_files(paths: Vec<PathBuf>) -> io::Result<()> {
     .await
 }
 
+/// Cuts the file at `path` to `len` bytes and syncs it.
+pub async fn cut_file(path: &Path, len: u64) -> io::Result<()> {
+    let path = path.to_path_buf();
+    blocking(move || {
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.set_len(len)?;
+        file.sync_all()
+    })
+    .await
+}
+
+/// fsyncs the directory `dir`, so entries removed from it stay removed.
+pub async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    blocking(move || std::fs::File::open(&dir)?.sync_all()).await
+}
+
 /// Removes `dir` and everything in it.
 pub async fn remove_tree(dir: &Path) -> io::Result<()> {
     let dir = dir.to_path_buf();

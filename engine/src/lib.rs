@@ -46,6 +46,7 @@ pub mod segment;
 pub mod segment_index;
 pub mod shard_set;
 pub mod time_index;
+mod truncation;
 pub mod varint;
 
 mod shard;
@@ -57,7 +58,7 @@ pub use job_runner::{JobError, JobRunner};
 pub use metadata::{MetadataSnapshot, TopicMeta};
 pub use metadata_service::{ConfigChange, TopicError, TopicSpec};
 pub use offset::Offset;
-pub use partition::{AppendError, PartitionOffsets, ReadError};
+pub use partition::{AppendError, PartitionOffsets, ReadError, TruncateError};
 pub use record_timestamps::RecordAtTime;
 pub use request::{AppendOutcome, ReadLimit, ReadOutcome, ShardStats};
 pub use router::Router;

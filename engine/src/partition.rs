@@ -99,6 +99,47 @@ pub enum ReadError {
     ShuttingDown,
 }
 
+/// Why a log could not be cut back.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TruncateError {
+    #[error("unknown topic or partition {partition}")]
+    UnknownPartition { partition: String },
+    #[error("cannot cut {partition} at {to}: its log starts at {log_start}")]
+    BelowLogStart {
+        partition: String,
+        to: i64,
+        log_start: i64,
+    },
+    #[error("cannot cut {partition} at {to}: offsets below {committed} are committed")]
+    BelowCommitted {
+        partition: String,
+        to: i64,
+        committed: i64,
+    },
+    #[error("cannot cut {partition} at {to}: no batch starts there")]
+    NotABatchBoundary { partition: String, to: i64 },
+    #[error("a cut of {partition} is already waiting")]
+    Busy { partition: String },
+    #[error("cutting {partition}: {detail}")]
+    Io { partition: String, detail: String },
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+/// What cutting a log back at an offset touches (see [`PartitionLog::plan_cut`]).
+#[derive(Debug)]
+pub struct CutPlan {
+    /// The segment that ends at the cut: its log file, index files and base offset.
+    pub keep_log: PathBuf,
+    pub keep_indexes: Vec<PathBuf>,
+    pub keep_base: Offset,
+    /// A cursor from an indexed batch at or before the cut, and its file position.
+    pub cursor: Option<(SegmentCursor, u64)>,
+    /// Files of the segments wholly past the cut.
+    pub delete: Vec<PathBuf>,
+}
+
 impl ReadError {
     /// The partition's error for a failed read of segment file `path`.
     pub fn from_segment(partition: String, path: PathBuf, error: SegmentReadError) -> ReadError {
@@ -434,6 +475,70 @@ impl PartitionLog {
         self.producers
             .record(batch.header(), batch.base_offset(), batch.last_offset());
         Ok(batch)
+    }
+
+    /// The committed offset, once the partition is replicated.
+    pub fn committed(&self) -> Option<Offset> {
+        self.committed
+    }
+
+    /// Plans cutting the log back so it ends at `to` (a chain member dropping entries a
+    /// deposed head never committed). Everything must be durable first: no commit in
+    /// flight, nothing unflushed.
+    ///
+    /// # Panics
+    /// When appended bytes are not durable yet, or `to` is not below the log end.
+    pub fn plan_cut(&self, to: Offset) -> Result<CutPlan, TruncateError> {
+        assert!(
+            !self.has_unflushed() && self.durable_end == self.next_offset,
+            "a cut waits for every append of {} to be durable",
+            self.label
+        );
+        assert!(to < self.next_offset, "a cut at or past the log end");
+        if to < self.log_start {
+            return Err(TruncateError::BelowLogStart {
+                partition: self.label.clone(),
+                to: to.value(),
+                log_start: self.log_start.value(),
+            });
+        }
+        if let Some(committed) = self.committed.filter(|committed| *committed > to) {
+            return Err(TruncateError::BelowCommitted {
+                partition: self.label.clone(),
+                to: to.value(),
+                committed: committed.value(),
+            });
+        }
+        let (&keep_base, keep) = self
+            .segments
+            .range(..=to)
+            .next_back()
+            .expect("log start is a segment base");
+        let cursor = (keep_base < to).then(|| {
+            let start = u64::from(keep.index.position_for_offset(to));
+            (self.cursor(keep, start, READ_CHUNK_BYTES), start)
+        });
+        let delete = self
+            .segments
+            .range(to.plus(1)..)
+            .flat_map(|(_, segment)| {
+                [
+                    segment.log_path.clone(),
+                    segment.index_path(IndexKind::Offset),
+                    segment.index_path(IndexKind::Time),
+                ]
+            })
+            .collect();
+        Ok(CutPlan {
+            keep_log: keep.log_path.clone(),
+            keep_indexes: vec![
+                keep.index_path(IndexKind::Offset),
+                keep.index_path(IndexKind::Time),
+            ],
+            keep_base,
+            cursor,
+            delete,
+        })
     }
 
     /// The idempotent producers' state, for replaying stored batches into it when the

@@ -10,7 +10,7 @@ use crate::group_commit::CommitProbe;
 use crate::ids::{PartitionId, ShardId};
 use crate::metadata::MetadataSnapshot;
 use crate::offset::Offset;
-use crate::partition::{AppendError, PartitionOffsets, ReadError};
+use crate::partition::{AppendError, PartitionOffsets, ReadError, TruncateError};
 use crate::record_timestamps::RecordAtTime;
 
 /// Where an answer goes.
@@ -31,6 +31,13 @@ pub(crate) enum ShardRequest {
         partition: PartitionId,
         batch: ValidatedBatch,
         reply: Reply<Result<AppendOutcome, AppendError>>,
+    },
+    /// Cuts the log back so it ends at `to`, once every append is durable; answered with
+    /// the offsets after the cut.
+    Truncate {
+        partition: PartitionId,
+        to: Offset,
+        reply: Reply<Result<PartitionOffsets, TruncateError>>,
     },
     /// The chain's committed offset: consumers read no further.
     SetCommitted {

@@ -11,7 +11,7 @@ use crate::ids::{PartitionId, ShardId};
 use crate::metadata::{MetadataSnapshot, TopicMeta, partition_label};
 use crate::metadata_service::{ConfigChange, MetadataRequest, TopicError, TopicSpec};
 use crate::offset::Offset;
-use crate::partition::{AppendError, PartitionOffsets, ReadError};
+use crate::partition::{AppendError, PartitionOffsets, ReadError, TruncateError};
 use crate::record_timestamps::RecordAtTime;
 use crate::request::{AppendOutcome, ReadLimit, ReadOutcome, Reply, ShardRequest, ShardStats};
 
@@ -129,6 +129,29 @@ impl Router {
             })
             .await;
         answer.unwrap_or(Err(AppendError::ShuttingDown))
+    }
+
+    /// Cuts the partition's log back so it ends at `to` (a batch boundary at or above the
+    /// committed offset), once every append is durable; returns the offsets after it.
+    pub async fn truncate(
+        &self,
+        topic: &str,
+        partition: u32,
+        to: Offset,
+    ) -> Result<PartitionOffsets, TruncateError> {
+        let Some((id, owner)) = self.resolve(topic, partition) else {
+            return Err(TruncateError::UnknownPartition {
+                partition: partition_label(topic, partition),
+            });
+        };
+        let answer = self
+            .ask(owner, |reply| ShardRequest::Truncate {
+                partition: id,
+                to,
+                reply,
+            })
+            .await;
+        answer.unwrap_or(Err(TruncateError::ShuttingDown))
     }
 
     /// Sets a replicated partition's committed offset (it only rises): consumers read no

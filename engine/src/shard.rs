@@ -30,7 +30,9 @@ use crate::ids::{PartitionId, ShardId};
 use crate::layout;
 use crate::metadata::{MetadataSnapshot, TopicMeta, partition_label};
 use crate::offset::Offset;
-use crate::partition::{AppendError, Appended, PartitionLog, ReadError, ReadStart};
+use crate::partition::{
+    AppendError, Appended, PartitionLog, PartitionOffsets, ReadError, ReadStart, TruncateError,
+};
 use crate::recovery::{PartitionSpec, RecoveryReport, open_partition};
 use crate::request::{
     AppendOutcome, ReadLimit, ReadOutcome, Reply, ShardControl, ShardRequest, ShardStats,
@@ -57,6 +59,8 @@ struct PartitionSlot {
     retries: Vec<AppendWaiter>,
     /// The offset the last producer snapshot covers.
     snapshot_end: Offset,
+    /// A cut of the log waiting for its appends to be durable.
+    cut: Option<(Offset, Reply<Result<PartitionOffsets, TruncateError>>)>,
 }
 
 impl PartitionSlot {
@@ -66,6 +70,7 @@ impl PartitionSlot {
             commit: GroupCommit::default(),
             retries: Vec::new(),
             snapshot_end,
+            cut: None,
         }
     }
 
@@ -191,7 +196,11 @@ impl Shard {
                     self.stop();
                 }
                 Event::ControlClosed => orders_open = false,
-                Event::Flushed(outcome) => self.on_flushed(outcome),
+                Event::Flushed(outcome) => {
+                    let partition = outcome.partition;
+                    self.on_flushed(outcome);
+                    self.try_cut(partition).await;
+                }
                 Event::JobDone => {}
                 Event::Tick => {
                     self.housekeeping();
@@ -233,6 +242,11 @@ impl Shard {
                 batch,
                 reply,
             } => self.append_replica(partition, batch, reply),
+            ShardRequest::Truncate {
+                partition,
+                to,
+                reply,
+            } => self.truncate(partition, to, reply).await,
             ShardRequest::SetCommitted {
                 partition,
                 committed,
@@ -376,6 +390,113 @@ impl Shard {
                 let _ = reply.send(Err(error));
             }
         }
+    }
+
+    /// Queues a cut of the partition's log back to `to` (see `truncation`), done as soon
+    /// as every append is durable.
+    async fn truncate(
+        &mut self,
+        partition: PartitionId,
+        to: Offset,
+        reply: Reply<Result<PartitionOffsets, TruncateError>>,
+    ) {
+        if self.stopping {
+            let _ = reply.send(Err(TruncateError::ShuttingDown));
+            return;
+        }
+        let Some(slot) = self.partitions.get_mut(&partition) else {
+            let _ = reply.send(Err(TruncateError::UnknownPartition {
+                partition: partition.to_string(),
+            }));
+            return;
+        };
+        if to >= slot.log.offsets().log_end {
+            let _ = reply.send(Ok(slot.log.offsets()));
+            return;
+        }
+        if slot.cut.is_some() {
+            let label = slot.log.label().to_string();
+            let _ = reply.send(Err(TruncateError::Busy { partition: label }));
+            return;
+        }
+        slot.cut = Some((to, reply));
+        self.start_flush(partition);
+        self.try_cut(partition).await;
+    }
+
+    /// Cuts the partition's log if a cut waits and every append is durable: the log is
+    /// closed, cut on disk, and reopened through recovery with its committed offset.
+    async fn try_cut(&mut self, partition: PartitionId) {
+        let Some(slot) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        if slot.cut.is_none() || slot.commit.in_flight() || slot.log.has_unflushed() {
+            return;
+        }
+        let (to, reply) = slot.cut.take().expect("checked above");
+        if let Some(reason) = slot.log.poisoned() {
+            let _ = reply.send(Err(TruncateError::Io {
+                partition: slot.log.label().to_string(),
+                detail: reason.to_string(),
+            }));
+            return;
+        }
+        if to >= slot.log.offsets().log_end {
+            let _ = reply.send(Ok(slot.log.offsets()));
+            return;
+        }
+        let mut plan = match slot.log.plan_cut(to) {
+            Ok(plan) => plan,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
+        let label = slot.log.label().to_string();
+        let position = match crate::truncation::locate(&mut plan, to, &label).await {
+            Ok(position) => position,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
+        let slot = self.partitions.remove(&partition).expect("looked up above");
+        self.cache.remove_partition(partition);
+        let committed = slot.log.committed();
+        let spec = PartitionSpec {
+            id: partition,
+            label: label.clone(),
+            dir: slot.log.dir().to_path_buf(),
+            config: slot.log.config().clone(),
+            fsync: self.config.fsync,
+            write_buffer_bytes: self.config.limits.write_buffer_bytes,
+            clean_shutdown: false,
+            now_ms: now_ms(),
+        };
+        drop(slot);
+        if let Err(error) = crate::truncation::cut(plan, position, to, &label).await {
+            tracing::error!(partition = %label, %error, "partition is offline");
+            self.offline.insert(partition, (label, error.to_string()));
+            let _ = reply.send(Err(error));
+            return;
+        }
+        self.open_spec(spec).await;
+        let answer = match self.partitions.get_mut(&partition) {
+            Some(slot) => {
+                if let Some(committed) = committed {
+                    slot.log.set_committed(committed);
+                }
+                Ok(slot.log.offsets())
+            }
+            None => Err(TruncateError::Io {
+                partition: label.clone(),
+                detail: self
+                    .offline
+                    .get(&partition)
+                    .map_or_else(String::new, |(_, reason)| reason.clone()),
+            }),
+        };
+        let _ = reply.send(answer);
     }
 
     fn append_missing(&self, partition: PartitionId) -> AppendError {
@@ -669,19 +790,22 @@ impl Shard {
         index: u32,
         clean_shutdown: bool,
     ) -> Option<RecoveryReport> {
-        let partition = topic.partition_id(index);
-        let label = partition_label(&topic.name, index);
-        let dir = layout::partition_dir(&self.config.data_dir, topic, index);
         let spec = PartitionSpec {
-            id: partition,
-            label: label.clone(),
-            dir: dir.clone(),
+            id: topic.partition_id(index),
+            label: partition_label(&topic.name, index),
+            dir: layout::partition_dir(&self.config.data_dir, topic, index),
             config: topic.config.clone(),
             fsync: self.config.fsync,
             write_buffer_bytes: self.config.limits.write_buffer_bytes,
             clean_shutdown,
             now_ms: now_ms(),
         };
+        self.open_spec(spec).await
+    }
+
+    /// Opens (recovering) the partition `spec` describes, or records it offline.
+    async fn open_spec(&mut self, spec: PartitionSpec) -> Option<RecoveryReport> {
+        let (partition, label, dir) = (spec.id, spec.label.clone(), spec.dir.clone());
         let opened = match crate::directory::create(&dir).await {
             Ok(()) => open_partition(spec)
                 .await

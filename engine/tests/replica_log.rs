@@ -2,16 +2,22 @@
 //! batches a head stored at the head's offsets and epoch, byte for byte, and refuses one
 //! that does not continue its log; a replicated partition's consumers read only below the
 //! committed offset while replication reads everything durable; and a follower keeps the
-//! idempotent producers' state, so a retry is still recognised after it takes over.
+//! idempotent producers' state, so a retry is still recognised after it takes over. A log
+//! cut back (entries a deposed head never committed) loses exactly what lies past the cut,
+//! across segments, restarts and crashes, and refuses cuts it must not make.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
 
 use std::time::Duration;
 
+use strand_engine::TruncateError;
 use strand_engine::batch_builder::BatchBuilder;
 use strand_engine::{AppendError, Offset, ReadLimit, Router};
-use support::{TestEngine, batch, create_topic, read_all, test_config, validated};
+use support::{
+    TestEngine, batch, create_topic, forget_clean_shutdown, partition_dir, read_all, segment_logs,
+    test_config, validated,
+};
 
 fn offset(value: i64) -> Offset {
     Offset::new(value).unwrap()
@@ -167,5 +173,193 @@ fn a_follower_keeps_idempotent_producers_so_a_retry_after_takeover_is_recognised
             .await
             .unwrap();
         assert_eq!(next.base_offset.value(), 2);
+    });
+}
+
+/// The base offsets of `topic`-0's segments, from their file names.
+fn segment_bases(data_dir: &std::path::Path, topic: &str) -> Vec<i64> {
+    segment_logs(&partition_dir(data_dir, topic, 0))
+        .iter()
+        .map(|path| path.file_stem().unwrap().to_str().unwrap().parse().unwrap())
+        .collect::<std::collections::BTreeSet<i64>>()
+        .into_iter()
+        .collect()
+}
+
+/// Twelve batches of three records (bases 0, 3, .. 33) over several 4 KiB segments.
+async fn twelve_batches(router: &Router, topic: &str) {
+    create_topic(router, topic, 1, &[("segment.bytes", "4096")]).await;
+    // Recent timestamps, so only size rolls segments (segment.ms counts from them).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let now_ms = i64::try_from(now.as_millis()).unwrap();
+    for seed in 0..12 {
+        router
+            .append(topic, 0, validated(batch(seed, 3, 200, now_ms)))
+            .await
+            .unwrap();
+    }
+}
+
+fn bases(batches: &[(i64, Vec<u8>)]) -> Vec<i64> {
+    batches.iter().map(|(base, _)| *base).collect()
+}
+
+#[test]
+fn a_cut_drops_exactly_what_lies_past_it_and_survives_restarts_and_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_path_buf();
+    let engine = TestEngine::start(test_config(&data, 1));
+    engine.run(|router| async move {
+        twelve_batches(&router, "cut").await;
+    });
+    let segments = segment_bases(&data, "cut");
+    assert!(segments.len() >= 3, "several segments: {segments:?}");
+    // A cut inside an earlier segment, one at a segment's base, and one at the log start.
+    let inside = (segments[1]..segments[2]).find(|base| base % 3 == 0 && *base > segments[1]);
+    let inside = inside.unwrap();
+    let at_base = segments[2];
+    let kept: Vec<i64> = (0..12).map(|n| n * 3).collect();
+    let (before, after) = engine.run(move |router| async move {
+        let before = read_all(&router, "cut", 0, 0).await.unwrap();
+        let offsets = router.truncate("cut", 0, offset(at_base)).await.unwrap();
+        assert_eq!(offsets.log_end, offset(at_base));
+        let offsets = router.truncate("cut", 0, offset(inside)).await.unwrap();
+        assert_eq!(
+            (offsets.log_end, offsets.high_watermark),
+            (offset(inside), offset(inside))
+        );
+        let next = router
+            .append("cut", 0, validated(batch(99, 2, 10, 2_000)))
+            .await
+            .unwrap();
+        assert_eq!(
+            next.base_offset,
+            offset(inside),
+            "appends continue at the cut"
+        );
+        (before, read_all(&router, "cut", 0, 0).await.unwrap())
+    });
+    assert_eq!(bases(&before), kept);
+    let expected: Vec<(i64, Vec<u8>)> = before
+        .iter()
+        .filter(|(base, _)| *base < inside)
+        .cloned()
+        .chain(after.last().cloned())
+        .collect();
+    assert_eq!(after, expected);
+    assert!(
+        segment_bases(&data, "cut")
+            .iter()
+            .all(|base| *base <= inside)
+    );
+
+    // A clean restart, then a crash-like one, read the same.
+    engine.stop();
+    let engine = TestEngine::start(test_config(&data, 1));
+    let expected_again = expected.clone();
+    engine.run(move |router| async move {
+        assert_eq!(
+            read_all(&router, "cut", 0, 0).await.unwrap(),
+            expected_again
+        );
+        let offsets = router.truncate("cut", 0, offset(0)).await.unwrap();
+        assert_eq!(offsets.log_end, offset(0), "cut back to the log start");
+        router
+            .append("cut", 0, validated(batch(7, 1, 10, 3_000)))
+            .await
+            .unwrap();
+    });
+    engine.stop();
+    forget_clean_shutdown(&data);
+    let engine = TestEngine::start(test_config(&data, 1));
+    engine.run(|router| async move {
+        let left = read_all(&router, "cut", 0, 0).await.unwrap();
+        assert_eq!(bases(&left), vec![0]);
+        assert_eq!(
+            left[0].1[61..],
+            validated(batch(7, 1, 10, 3_000)).to_vec()[61..]
+        );
+    });
+}
+
+#[test]
+fn cuts_that_would_lose_committed_data_or_split_a_batch_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = TestEngine::start(test_config(dir.path(), 1));
+    engine.run(|router| async move {
+        twelve_batches(&router, "refuse").await;
+        let split = router.truncate("refuse", 0, offset(10)).await;
+        assert!(
+            matches!(split, Err(TruncateError::NotABatchBoundary { to: 10, .. })),
+            "{split:?}"
+        );
+        router.set_committed("refuse", 0, offset(12)).await.unwrap();
+        let committed = router.truncate("refuse", 0, offset(9)).await;
+        assert!(
+            matches!(
+                committed,
+                Err(TruncateError::BelowCommitted { committed: 12, .. })
+            ),
+            "{committed:?}"
+        );
+        let past = router.truncate("refuse", 0, offset(36)).await.unwrap();
+        assert_eq!(
+            past.log_end,
+            offset(36),
+            "a cut at the log end changes nothing"
+        );
+        assert_eq!(read_all(&router, "refuse", 0, 0).await.unwrap().len(), 4);
+        assert_eq!(durable_batches(&router, "refuse", 0).await.len(), 12);
+        // At the committed offset is allowed, and the partition stays replicated.
+        let cut = router.truncate("refuse", 0, offset(12)).await.unwrap();
+        assert_eq!((cut.high_watermark, cut.log_end), (offset(12), offset(12)));
+        router
+            .append("refuse", 0, validated(batch(1, 1, 10, 1_000)))
+            .await
+            .unwrap();
+        assert_eq!(
+            router.offsets("refuse", 0).await.unwrap().high_watermark,
+            offset(12),
+            "still capped by the committed offset after reopening"
+        );
+    });
+}
+
+#[test]
+fn a_cut_forgets_the_idempotent_batches_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = TestEngine::start(test_config(dir.path(), 1));
+    engine.run(|router| async move {
+        create_topic(&router, "idem", 1, &[]).await;
+        let idempotent = |sequence: i32| {
+            let mut builder = BatchBuilder::new(1_700_000_000_000);
+            builder.producer(42, 0, sequence);
+            builder.record(None, Some(b"x"), &[]);
+            builder.build()
+        };
+        for sequence in 0..3 {
+            router
+                .append("idem", 0, validated(idempotent(sequence)))
+                .await
+                .unwrap();
+        }
+        router.truncate("idem", 0, offset(1)).await.unwrap();
+        // Sequence 1 is gone with the cut: sent again, it is stored anew at the cut.
+        let again = router
+            .append("idem", 0, validated(idempotent(1)))
+            .await
+            .unwrap();
+        assert_eq!(again.base_offset, offset(1));
+        let retry = router
+            .append("idem", 0, validated(idempotent(0)))
+            .await
+            .unwrap();
+        assert_eq!(
+            retry.base_offset,
+            offset(0),
+            "a retry of a kept batch is a duplicate"
+        );
     });
 }
