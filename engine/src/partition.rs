@@ -48,6 +48,8 @@ pub enum AppendError {
     Offline { partition: String, reason: String },
     #[error("partition {partition} cannot take {records} more records: offsets would pass 2^63")]
     OffsetOverflow { partition: String, records: u64 },
+    #[error("partition {partition} is being cut back; try again")]
+    CutInProgress { partition: String },
     #[error(
         "a replicated batch at offset {got} does not continue partition {partition}, whose log ends at {expected}"
     )]
@@ -138,6 +140,8 @@ pub struct CutPlan {
     pub cursor: Option<(SegmentCursor, u64)>,
     /// Files of the segments wholly past the cut.
     pub delete: Vec<PathBuf>,
+    /// The idempotent producers' snapshot, which may cover batches past the cut.
+    pub producer_snapshot: PathBuf,
 }
 
 impl ReadError {
@@ -538,6 +542,7 @@ impl PartitionLog {
             keep_base,
             cursor,
             delete,
+            producer_snapshot: crate::producer_state::snapshot_path(&self.dir),
         })
     }
 

@@ -235,8 +235,8 @@ pub async fn read_batches(
         if header.last_offset() < from.value() {
             continue;
         }
-        if header.base_offset >= end.value() {
-            break;
+        if header.last_offset() >= end.value() {
+            break; // at or past the limit (a batch straddling it is not readable yet)
         }
         if !out.is_empty() && out.len() + range.len() > bytes_max {
             break;

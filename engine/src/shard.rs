@@ -8,7 +8,7 @@
 //! await. When appends outrun the disk (pending bytes) or reads pile up, the loop stops
 //! taking requests and the bounded channel pushes back on the senders.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -61,6 +61,9 @@ struct PartitionSlot {
     snapshot_end: Offset,
     /// A cut of the log waiting for its appends to be durable.
     cut: Option<(Offset, Reply<Result<PartitionOffsets, TruncateError>>)>,
+    /// Set while a producer snapshot of this partition is being written (a cut waits for
+    /// it, so no snapshot of the old log can land after the cut).
+    snapshot_writing: Rc<Cell<bool>>,
 }
 
 impl PartitionSlot {
@@ -71,6 +74,7 @@ impl PartitionSlot {
             retries: Vec::new(),
             snapshot_end,
             cut: None,
+            snapshot_writing: Rc::new(Cell::new(false)),
         }
     }
 
@@ -201,7 +205,7 @@ impl Shard {
                     self.on_flushed(outcome);
                     self.try_cut(partition).await;
                 }
-                Event::JobDone => {}
+                Event::JobDone => self.try_cuts().await,
                 Event::Tick => {
                     self.housekeeping();
                     tick = Box::pin(Timer::new(interval));
@@ -332,6 +336,11 @@ impl Shard {
             let _ = reply.send(Err(self.append_missing(partition)));
             return;
         };
+        if slot.cut.is_some() {
+            let partition = slot.log.label().to_string();
+            let _ = reply.send(Err(AppendError::CutInProgress { partition }));
+            return;
+        }
         match slot.log.append(batch, leader_epoch, now_ms()) {
             Ok(Appended::Duplicate { base, last }) => {
                 let offsets = slot.log.offsets();
@@ -376,6 +385,11 @@ impl Shard {
             let _ = reply.send(Err(self.append_missing(partition)));
             return;
         };
+        if slot.cut.is_some() {
+            let partition = slot.log.label().to_string();
+            let _ = reply.send(Err(AppendError::CutInProgress { partition }));
+            return;
+        }
         match slot.log.append_replica(batch, now_ms()) {
             Ok(stored) => {
                 let (base, last) = (stored.base_offset(), stored.last_offset());
@@ -424,13 +438,30 @@ impl Shard {
         self.try_cut(partition).await;
     }
 
+    /// Runs every cut that was waiting for a job (a producer snapshot) to finish.
+    async fn try_cuts(&mut self) {
+        let waiting: Vec<PartitionId> = self
+            .partitions
+            .iter()
+            .filter(|(_, slot)| slot.cut.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for partition in waiting {
+            self.try_cut(partition).await;
+        }
+    }
+
     /// Cuts the partition's log if a cut waits and every append is durable: the log is
     /// closed, cut on disk, and reopened through recovery with its committed offset.
     async fn try_cut(&mut self, partition: PartitionId) {
         let Some(slot) = self.partitions.get_mut(&partition) else {
             return;
         };
-        if slot.cut.is_none() || slot.commit.in_flight() || slot.log.has_unflushed() {
+        if slot.cut.is_none()
+            || slot.commit.in_flight()
+            || slot.log.has_unflushed()
+            || slot.snapshot_writing.get()
+        {
             return;
         }
         let (to, reply) = slot.cut.take().expect("checked above");
@@ -698,15 +729,26 @@ impl Shard {
             if started == SNAPSHOTS_PER_TICK_MAX {
                 break;
             }
-            let high_watermark = slot.log.offsets().high_watermark;
-            if high_watermark <= slot.snapshot_end || slot.log.poisoned().is_some() {
+            if slot.log.durable_end() <= slot.snapshot_end
+                || slot.log.poisoned().is_some()
+                || slot.cut.is_some()
+                || slot.snapshot_writing.get()
+            {
                 continue;
             }
             let (bytes, end) = slot.log.producer_snapshot();
             slot.snapshot_end = end;
             let dir = slot.log.dir().to_path_buf();
-            self.jobs
-                .push(crate::producer_restore::store_job(dir, bytes));
+            let writing = slot.snapshot_writing.clone();
+            writing.set(true);
+            let store = crate::producer_restore::store_job(dir, bytes);
+            self.jobs.push(
+                async move {
+                    store.await;
+                    writing.set(false);
+                }
+                .boxed_local(),
+            );
             started += 1;
         }
     }

@@ -5,8 +5,9 @@
 //! ([`PartitionLog::plan_cut`]), runs it here, and reopens the partition through recovery,
 //! which rebuilds the cut segment's index, the writer's tail block and the idempotent
 //! producers' state from what is left. The steps are ordered so a crash anywhere leaves a
-//! log recovery reads as either the old one or the cut one: first the index files of the
-//! segment that will end at the cut (so nothing vouches for its old length), then that
+//! log recovery reads as either the old one or the cut one: first the producer snapshot
+//! and the index files of the segment that will end at the cut (so nothing vouches for
+//! the old log), then that
 //! segment's log is cut and synced, then the later segments go (recovery drops segments
 //! that do not follow their predecessor), then the directory is synced.
 
@@ -42,9 +43,12 @@ pub(crate) async fn cut(
         partition: label.to_owned(),
         detail,
     };
-    directory::remove_files(plan.keep_indexes)
+    // The producer snapshot may cover batches past the cut; recovery rebuilds it.
+    let mut first = plan.keep_indexes;
+    first.push(plan.producer_snapshot);
+    directory::remove_files(first)
         .await
-        .map_err(|error| io(format!("removing index files: {error}")))?;
+        .map_err(|error| io(format!("removing index and snapshot files: {error}")))?;
     directory::cut_file(&plan.keep_log, position)
         .await
         .map_err(|error| io(format!("cutting {}: {error}", plan.keep_log.display())))?;

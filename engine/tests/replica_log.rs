@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use strand_engine::TruncateError;
 use strand_engine::batch_builder::BatchBuilder;
+use strand_engine::producer_state::{ProducerStates, SNAPSHOT_FILE};
 use strand_engine::{AppendError, Offset, ReadLimit, Router};
 use support::{
     TestEngine, batch, create_topic, forget_clean_shutdown, partition_dir, read_all, segment_logs,
@@ -330,11 +331,20 @@ fn cuts_that_would_lose_committed_data_or_split_a_batch_are_refused() {
 #[test]
 fn a_cut_forgets_the_idempotent_batches_past_it() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = TestEngine::start(test_config(dir.path(), 1));
-    engine.run(|router| async move {
+    let data = dir.path().to_path_buf();
+    let engine = TestEngine::start(test_config(&data, 1));
+    engine.run(move |router| async move {
         create_topic(&router, "idem", 1, &[]).await;
+        // Recent timestamps: housekeeping below must not expire them.
+        let now_ms = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap();
         let idempotent = |sequence: i32| {
-            let mut builder = BatchBuilder::new(1_700_000_000_000);
+            let mut builder = BatchBuilder::new(now_ms);
             builder.producer(42, 0, sequence);
             builder.record(None, Some(b"x"), &[]);
             builder.build()
@@ -345,7 +355,20 @@ fn a_cut_forgets_the_idempotent_batches_past_it() {
                 .await
                 .unwrap();
         }
+        // A producer snapshot covering all three batches, then the cut: no snapshot of
+        // the old log may survive it (a crash would restore sequences that are gone).
+        let snapshot = partition_dir(&data, "idem", 0).join(SNAPSHOT_FILE);
+        router.housekeeping().await;
+        while !snapshot.exists() {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let (_, covered) = ProducerStates::decode(&std::fs::read(&snapshot).unwrap()).unwrap();
+        assert_eq!(covered, offset(3));
         router.truncate("idem", 0, offset(1)).await.unwrap();
+        if let Ok(bytes) = std::fs::read(&snapshot) {
+            let (_, covered) = ProducerStates::decode(&bytes).unwrap();
+            assert!(covered <= offset(1), "a snapshot past the cut: {covered}");
+        }
         // Sequence 1 is gone with the cut: sent again, it is stored anew at the cut.
         let again = router
             .append("idem", 0, validated(idempotent(1)))
@@ -360,6 +383,37 @@ fn a_cut_forgets_the_idempotent_batches_past_it() {
             retry.base_offset,
             offset(0),
             "a retry of a kept batch is a duplicate"
+        );
+    });
+}
+
+#[test]
+fn appends_that_arrive_while_a_cut_waits_are_refused_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = TestEngine::start(test_config(dir.path(), 1));
+    engine.run(|router| async move {
+        twelve_batches(&router, "busy").await;
+        // The first append's commit is in flight when the cut arrives, so the cut waits
+        // for it; the append behind the cut must not be acknowledged and then cut away.
+        let (before, cut, behind) = futures::join!(
+            router.append("busy", 0, validated(batch(50, 1, 10, 1_000))),
+            router.truncate("busy", 0, offset(3)),
+            router.append("busy", 0, validated(batch(51, 1, 10, 1_000))),
+        );
+        assert_eq!(before.unwrap().base_offset, offset(36));
+        assert_eq!(cut.unwrap().log_end, offset(3));
+        assert!(
+            matches!(behind, Err(AppendError::CutInProgress { .. })),
+            "{behind:?}"
+        );
+        let after = router
+            .append("busy", 0, validated(batch(52, 1, 10, 1_000)))
+            .await
+            .unwrap();
+        assert_eq!(after.base_offset, offset(3));
+        assert_eq!(
+            bases(&read_all(&router, "busy", 0, 0).await.unwrap()),
+            vec![0, 3]
         );
     });
 }

@@ -132,7 +132,12 @@ impl Cluster {
             let leader_node = self.nodes[leader].as_mut().unwrap();
             if leader_node.heartbeat(&heartbeat, self.now) == HeartbeatAnswer::Unregistered {
                 leader_node
-                    .register(node(id), endpoint(9092 + id), endpoint(19092 + id))
+                    .register(
+                        node(id),
+                        endpoint(9092 + id),
+                        endpoint(19092 + id),
+                        self.starts,
+                    )
                     .unwrap();
             }
         }
@@ -308,4 +313,24 @@ fn a_new_leader_waits_out_the_leases_its_predecessor_granted() {
         "removed {} ms after the election",
         cluster.now - elected_at
     );
+}
+
+/// Every node stalls at once (a paused machine) for longer than the silence: the leader
+/// starts liveness over instead of fencing every node, itself included.
+#[test]
+fn a_stall_of_the_whole_cluster_fences_nobody() {
+    let mut cluster = Cluster::new();
+    cluster.create_topic();
+    let chains = cluster.chains(0);
+    cluster.now += 3 * SILENCE_MS;
+    for _ in 0..(2 * SILENCE_MS / TICK_MS) {
+        cluster.tick();
+    }
+    for id in 0..3 {
+        assert!(
+            cluster.fenced(id).is_empty(),
+            "node {id} fenced after a stall"
+        );
+        assert_eq!(cluster.chains(id), chains, "chains changed after a stall");
+    }
 }

@@ -354,6 +354,7 @@ impl QuorumSim {
                 node,
                 kafka: endpoint.clone(),
                 internal: endpoint,
+                incarnation: 1,
             };
             quorum.propose(&command).ok()?;
             return None;

@@ -33,8 +33,12 @@ pub struct NodeRecord {
     pub kafka: Endpoint,
     /// Where other nodes reach it for controller and replication traffic.
     pub internal: Endpoint,
-    /// How many times it registered: once per start of `strand serve`.
+    /// How many times it registered: once per start of `strand serve`, and again after
+    /// each fence.
     pub registrations: u64,
+    /// Which run of the node registered last (its start time): a registration repeated by
+    /// the same run changes nothing unless the node was fenced meanwhile.
+    pub incarnation: u64,
     /// The controller found it silent past its lease (Kafka's fenced broker): clients are
     /// not sent to it until it registers again.
     pub fenced: bool,
@@ -51,12 +55,14 @@ pub struct TopicRecord {
 /// A change to the cluster metadata, as the controller's log carries it.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum Command {
-    /// A node started: records its addresses and opens a new epoch in every chain it is
-    /// attached to (see [`ChainRecord::register`]).
+    /// A node started (or came back after a fence): records its addresses and opens a new
+    /// epoch in every chain it is attached to (see [`ChainRecord::register`]). A repeat
+    /// from the same `incarnation` of a node that is not fenced changes nothing.
     RegisterNode {
         node: NodeId,
         kafka: Endpoint,
         internal: Endpoint,
+        incarnation: u64,
     },
     /// A topic with one chain per partition, each of `replication_factor` nodes, head first.
     CreateTopic {
@@ -209,7 +215,8 @@ impl ClusterState {
                 node,
                 kafka,
                 internal,
-            } => Ok(self.register(node, kafka, internal)),
+                incarnation,
+            } => Ok(self.register(node, kafka, internal, incarnation)),
             Command::CreateTopic {
                 name,
                 id,
@@ -245,7 +252,23 @@ impl ClusterState {
         decode_checked(bytes, "cluster state")
     }
 
-    fn register(&mut self, node: NodeId, kafka: Endpoint, internal: Endpoint) -> Applied {
+    fn register(
+        &mut self,
+        node: NodeId,
+        kafka: Endpoint,
+        internal: Endpoint,
+        incarnation: u64,
+    ) -> Applied {
+        if let Some(record) = self.nodes.get(&node)
+            && record.incarnation == incarnation
+            && !record.fenced
+        {
+            // The same run asked again (its answer was slow or lost).
+            return Applied::Registered {
+                node,
+                registrations: record.registrations,
+            };
+        }
         let registrations = self
             .nodes
             .get(&node)
@@ -256,6 +279,7 @@ impl ClusterState {
                 kafka,
                 internal,
                 registrations,
+                incarnation,
                 fenced: false,
             },
         );
@@ -459,6 +483,7 @@ mod tests {
                     node: node(id),
                     kafka: endpoint(port),
                     internal: endpoint(port + 100),
+                    incarnation: u64::from(id),
                 })
                 .expect("registration is always taken");
         }
@@ -590,6 +615,7 @@ mod tests {
             node: node(1),
             kafka: endpoint(1),
             internal: endpoint(2),
+            incarnation: 100,
         });
         assert_eq!(
             outcome,
@@ -619,14 +645,31 @@ mod tests {
         );
         assert!(state.nodes()[&node(1)].fenced);
         assert!(!state.nodes()[&node(2)].fenced);
-        state
-            .apply(Command::RegisterNode {
+        // The same run, paused past the silence, registers again: that unfences it.
+        let again = Command::RegisterNode {
+            node: node(1),
+            kafka: endpoint(1),
+            internal: endpoint(2),
+            incarnation: 1,
+        };
+        assert_eq!(
+            state.apply(again.clone()),
+            Ok(Applied::Registered {
                 node: node(1),
-                kafka: endpoint(1),
-                internal: endpoint(2),
+                registrations: 2
             })
-            .expect("registered");
+        );
         assert!(!state.nodes()[&node(1)].fenced, "registering unfences");
+        // Repeated by that run while live (a slow answer), it changes nothing.
+        let before = state.clone();
+        assert_eq!(
+            state.apply(again),
+            Ok(Applied::Registered {
+                node: node(1),
+                registrations: 2
+            })
+        );
+        assert_eq!(state, before);
         let before = state.clone();
         assert_eq!(
             state.apply(fence),

@@ -80,6 +80,7 @@ pub struct ControllerNode {
     config: ControllerConfig,
     duty: Option<LeaderDuty>,
     now_ms: u64,
+    last_tick_ms: Option<u64>,
 }
 
 impl ControllerNode {
@@ -93,6 +94,7 @@ impl ControllerNode {
             config,
             duty: None,
             now_ms: 0,
+            last_tick_ms: None,
         })
     }
 
@@ -109,8 +111,25 @@ impl ControllerNode {
     }
 
     /// The host's clock moved to `now_ms`, one tick after the last call.
+    ///
+    /// A gap longer than a lease since the last tick means this node stalled (a pause, a
+    /// slow disk): it heard nobody meanwhile, through no fault of theirs, so as leader it
+    /// gives every node a fresh silence window rather than fence them all (itself too).
     pub fn tick(&mut self, now_ms: u64) {
-        self.now_ms = now_ms;
+        let gap = self
+            .last_tick_ms
+            .map_or(0, |last| now_ms.saturating_sub(last));
+        let stalled = gap > self.config.timing.lease_ms;
+        self.last_tick_ms = Some(now_ms);
+        self.now_ms = self.now_ms.max(now_ms);
+        if stalled && let Some(duty) = self.duty.as_mut() {
+            let nodes: Vec<NodeId> = self.quorum.state().nodes().keys().copied().collect();
+            tracing::warn!(
+                stalled_ms = gap,
+                "controller stalled for longer than a lease; liveness starts over"
+            );
+            duty.liveness = Liveness::new(self.config.timing, &nodes, now_ms);
+        }
         self.quorum.tick();
         self.take_up_duty();
         self.decide();
@@ -125,14 +144,23 @@ impl ControllerNode {
                 leader: self.quorum.leader(),
             };
         };
-        if self
-            .quorum
-            .state()
-            .nodes()
-            .get(&heartbeat.node)
-            .is_none_or(|record| record.fenced)
-        {
-            // A fenced node registers again, opening new epochs in its chains.
+        let now = self.now_ms;
+        let fenced =
+            self.quorum
+                .state()
+                .nodes()
+                .get(&heartbeat.node)
+                .is_none_or(|record| {
+                    record.fenced
+                        || duty.fencing.get(&heartbeat.node).is_some_and(
+                            |&(registrations, until)| {
+                                registrations == record.registrations && until > now
+                            },
+                        )
+                });
+        if fenced {
+            // A fenced node (or one whose fence is on its way through the log) registers
+            // again, opening new epochs in its chains; until then it is not heard.
             return HeartbeatAnswer::Unregistered;
         }
         duty.liveness.heard(heartbeat.node, self.now_ms);
@@ -153,6 +181,7 @@ impl ControllerNode {
         node: NodeId,
         kafka: Endpoint,
         internal: Endpoint,
+        incarnation: u64,
     ) -> Result<ProposalId, ProposeError> {
         if let Some(duty) = self.duty.as_mut() {
             // Registering is hearing from it: a fence decided on its old silence is refused
@@ -163,6 +192,7 @@ impl ControllerNode {
             node,
             kafka,
             internal,
+            incarnation,
         })
     }
 

@@ -198,7 +198,12 @@ impl ControllerHost {
         let mut running = Running {
             node: config.node,
             tick_ms: config.controller.tick_ms.max(1),
-            membership: Membership::new(config.kafka.clone(), internal, config.heartbeat_ms),
+            membership: Membership::new(
+                config.kafka.clone(),
+                internal,
+                config.controller.quorum.incarnation,
+                config.heartbeat_ms,
+            ),
             controller,
             log,
             links,
@@ -210,7 +215,13 @@ impl ControllerHost {
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("strand-controller".to_owned())
-            .spawn(move || running.run(&inbox, &stopping))
+            .spawn(move || {
+                let result = running.run(&inbox, &stopping);
+                // The links' readers see the inbox gone and stop at once.
+                drop(inbox);
+                drop(running);
+                result
+            })
             .map_err(HostError::Threads)?;
         Ok(ControllerHost {
             handle,
@@ -354,8 +365,12 @@ impl Running {
                         tracing::warn!(%from, %error, "controller message refused");
                     }
                 }
-                NodeMessage::Register { kafka, internal } => {
-                    if let Some(answer) = self.register(from, kafka, internal) {
+                NodeMessage::Register {
+                    kafka,
+                    internal,
+                    incarnation,
+                } => {
+                    if let Some(answer) = self.register(from, kafka, internal, *incarnation) {
                         outbox.push(self.node, from, answer);
                     }
                 }
@@ -389,10 +404,11 @@ impl Running {
         node: NodeId,
         kafka: &Endpoint,
         internal: &Endpoint,
+        incarnation: u64,
     ) -> Option<NodeMessage> {
         match self
             .controller
-            .register(node, kafka.clone(), internal.clone())
+            .register(node, kafka.clone(), internal.clone(), incarnation)
         {
             Ok(proposal) => {
                 self.registrations.insert(proposal, node);
@@ -437,12 +453,20 @@ impl Running {
         };
         let leader = leader.expect("polled with a leader");
         let message = match request {
-            Request::Register { kafka, internal } => {
+            Request::Register {
+                kafka,
+                internal,
+                incarnation,
+            } => {
                 if leader == self.node {
-                    self.register(self.node, &kafka, &internal);
+                    self.register(self.node, &kafka, &internal, incarnation);
                     return;
                 }
-                NodeMessage::Register { kafka, internal }
+                NodeMessage::Register {
+                    kafka,
+                    internal,
+                    incarnation,
+                }
             }
             Request::Heartbeat { id } => {
                 // Reports of replicas join the heartbeat once partitions are replicated.

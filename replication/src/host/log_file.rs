@@ -5,7 +5,9 @@
 //! may have torn the record being appended, and nothing after a bad record can be trusted
 //! (records are only ever appended). A rewrite (the log's whole image, after compaction
 //! or on a fresh log) goes to a temporary file that replaces the log by rename, with the
-//! directory fsync'd, so a crash leaves either the old log or the new one.
+//! directory fsync'd, so a crash leaves either the old log or the new one. The directory
+//! is locked (`flock` on `controller.lock`) for as long as the log is open: two processes
+//! appending to one Raft log would corrupt the votes it keeps.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -16,6 +18,7 @@ use crate::controller::{LogRecord, RECORD_BYTES_MAX};
 /// The log file in its directory.
 pub const LOG_FILE_NAME: &str = "controller.log";
 const REWRITE_FILE_NAME: &str = "controller.log.rewrite";
+const LOCK_FILE_NAME: &str = "controller.lock";
 
 /// The most bytes a log file may hold when opened. Compaction keeps it far smaller: a
 /// snapshot of the cluster state and up to `log_entries_max` entries.
@@ -33,6 +36,10 @@ pub enum LogFileError {
     },
     #[error("{path} is {len} bytes, more than a controller log may hold ({max})")]
     TooLarge { path: PathBuf, len: u64, max: u64 },
+    #[error(
+        "the controller log in {dir} is in use by another process (another strand serve with this data directory?)"
+    )]
+    InUse { dir: PathBuf },
 }
 
 /// An open controller log.
@@ -42,6 +49,8 @@ pub struct LogFile {
     path: PathBuf,
     file: File,
     len: u64,
+    /// Held (locked) while the log is open.
+    _lock: File,
 }
 
 impl LogFile {
@@ -49,6 +58,7 @@ impl LogFile {
     /// torn or bad bytes were cut from its end.
     pub fn open(dir: &Path) -> Result<(LogFile, Vec<LogRecord>, u64), LogFileError> {
         std::fs::create_dir_all(dir).map_err(|source| io("creating", dir, source))?;
+        let lock = lock(dir)?;
         let path = dir.join(LOG_FILE_NAME);
         // A rewrite that did not reach its rename is not the log.
         let _ = std::fs::remove_file(dir.join(REWRITE_FILE_NAME));
@@ -95,6 +105,7 @@ impl LogFile {
             path,
             file,
             len: valid,
+            _lock: lock,
         };
         Ok((log, replayed.records, cut))
     }
@@ -156,6 +167,24 @@ impl LogFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Takes the directory's lock; refused while another process holds it.
+fn lock(dir: &Path) -> Result<File, LogFileError> {
+    let path = dir.join(LOCK_FILE_NAME);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| io("opening", &path, source))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(LogFileError::InUse {
+            dir: dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(io("locking", &path, source)),
     }
 }
 
@@ -237,6 +266,17 @@ mod tests {
         drop(log);
         let (_, records, _) = LogFile::open(&dir).unwrap();
         assert_eq!(records.last(), Some(&entries(3)), "appends follow the cut");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_while_the_log_is_open() {
+        let dir = temp_dir("lock");
+        let (log, _, _) = LogFile::open(&dir).unwrap();
+        let refused = LogFile::open(&dir).err().unwrap();
+        assert!(matches!(refused, LogFileError::InUse { .. }), "{refused}");
+        drop(log);
+        LogFile::open(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -18,8 +18,14 @@ const OUTSTANDING_MAX: usize = 32;
 /// What this node asks the controller leader.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    Register { kafka: Endpoint, internal: Endpoint },
-    Heartbeat { id: u64 },
+    Register {
+        kafka: Endpoint,
+        internal: Endpoint,
+        incarnation: u64,
+    },
+    Heartbeat {
+        id: u64,
+    },
 }
 
 /// A lease the leader granted.
@@ -36,6 +42,7 @@ pub struct Lease {
 pub struct Membership {
     kafka: Endpoint,
     internal: Endpoint,
+    incarnation: u64,
     interval_ms: u64,
     registered: bool,
     next_send_ms: u64,
@@ -45,12 +52,18 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// A node that has not registered in this run, heartbeating every `interval_ms` once
-    /// it has.
-    pub fn new(kafka: Endpoint, internal: Endpoint, interval_ms: u64) -> Membership {
+    /// A node that has not registered in this run (`incarnation`, which differs between
+    /// runs), heartbeating every `interval_ms` once it has.
+    pub fn new(
+        kafka: Endpoint,
+        internal: Endpoint,
+        incarnation: u64,
+        interval_ms: u64,
+    ) -> Membership {
         Membership {
             kafka,
             internal,
+            incarnation,
             interval_ms: interval_ms.max(1),
             registered: false,
             next_send_ms: 0,
@@ -72,6 +85,7 @@ impl Membership {
             return Some(Request::Register {
                 kafka: self.kafka.clone(),
                 internal: self.internal.clone(),
+                incarnation: self.incarnation,
             });
         }
         let id = self.next_id;
@@ -146,7 +160,7 @@ mod tests {
             host: "127.0.0.1".to_owned(),
             port,
         };
-        Membership::new(endpoint(9092), endpoint(19092), 100)
+        Membership::new(endpoint(9092), endpoint(19092), 1, 100)
     }
 
     fn lease(lease_ms: u64, applied_index: u64) -> HeartbeatAnswer {

@@ -45,10 +45,12 @@ pub enum NodeMessage {
     Controller {
         span: Span,
     },
-    /// A node asks the controller leader to register it (once per start).
+    /// A node asks the controller leader to register it (once per start, and after a
+    /// fence); `incarnation` tells its runs apart.
     Register {
         kafka: Endpoint,
         internal: Endpoint,
+        incarnation: u64,
     },
     /// The registration is applied at `applied_index`.
     Registered {

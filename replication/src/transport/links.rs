@@ -9,18 +9,21 @@
 //! Every bound is explicit: a peer's outgoing queue holds [`QUEUE_FRAMES_MAX`] frames and
 //! refuses more (the sender counts the frame lost; Raft and heartbeats resend); a write
 //! that makes no progress for [`WRITE_TIMEOUT`] (a paused peer) drops the connection; a
-//! node accepts at most [`INBOUND_PER_PEER_MAX`] connections per peer; a frame claiming
-//! more than [`FRAME_BYTES_MAX`](super::FRAME_BYTES_MAX) closes its connection. Frames
-//! from a node that is not a peer, or addressed to another node, close theirs too.
+//! node keeps at most [`INBOUND_PER_PEER_MAX`] connections per peer, the newest (a peer
+//! that crashed without closing its old ones must not be locked out); a connection that
+//! names no peer within [`IDENTIFY_TIMEOUT`] is closed, and at most 16 may be waiting to; a frame claiming more than
+//! [`FRAME_BYTES_MAX`](super::FRAME_BYTES_MAX) closes its connection, and memory for a
+//! frame is reserved ahead of its bytes only for an identified peer. Frames from a node
+//! that is not a peer, or addressed to another node, close their connection too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,6 +39,12 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Connections a node accepts from one peer at once (a restarted peer's new connection
 /// may arrive before the old one is noticed closed).
 pub const INBOUND_PER_PEER_MAX: usize = 4;
+
+/// Accepted connections that have not named their peer yet, at most.
+const UNIDENTIFIED_MAX: usize = 16;
+
+/// How long an accepted connection may take to send its first frame.
+pub const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often blocked threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -101,7 +110,13 @@ impl Links {
                 inbox: inbox.clone(),
                 stop: stop.clone(),
             };
-            threads.push(spawn(&format!("strand-link-{peer}"), move || writer.run())?);
+            match spawn(&format!("strand-link-{peer}"), move || writer.run()) {
+                Ok(thread) => threads.push(thread),
+                Err(error) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(error);
+                }
+            }
             outgoing.insert(peer, Outgoing { queue, connected });
         }
         let acceptor = Acceptor {
@@ -112,7 +127,13 @@ impl Links {
             stop: stop.clone(),
             inbound: Arc::new(Mutex::new(BTreeMap::new())),
         };
-        threads.push(spawn("strand-link-accept", move || acceptor.run())?);
+        match spawn("strand-link-accept", move || acceptor.run()) {
+            Ok(thread) => threads.push(thread),
+            Err(error) => {
+                stop.store(true, Ordering::Relaxed);
+                return Err(error);
+            }
+        }
         Ok(Links {
             me,
             outgoing,
@@ -200,7 +221,13 @@ impl<T: From<Inbound> + Send + 'static> Writer<T> {
                         }
                         // Frames queued meanwhile would only be stale when the link
                         // returns; Raft and heartbeats send fresh ones.
-                        while self.frames.try_recv().is_ok() {}
+                        loop {
+                            match self.frames.try_recv() {
+                                Ok(_) => {}
+                                Err(TryRecvError::Empty) => break,
+                                Err(TryRecvError::Disconnected) => return,
+                            }
+                        }
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
                         continue;
@@ -271,15 +298,21 @@ struct Acceptor<T> {
     peers: Vec<NodeId>,
     inbox: SyncSender<T>,
     stop: Arc<AtomicBool>,
-    /// Open inbound connections per identified peer.
-    inbound: Arc<Mutex<BTreeMap<NodeId, usize>>>,
+    /// Open inbound connections per identified peer, oldest first.
+    inbound: Arc<Mutex<InboundConnections>>,
 }
+
+/// Each identified peer's open inbound connections: an id and a handle to close it.
+type InboundConnections = BTreeMap<NodeId, VecDeque<(u64, TcpStream)>>;
 
 impl<T: From<Inbound> + Send + 'static> Acceptor<T> {
     fn run(self) {
         let open = Arc::new(AtomicUsize::new(0));
+        let ids = AtomicU64::new(0);
         let mut readers: Vec<JoinHandle<()>> = Vec::new();
-        let limit = INBOUND_PER_PEER_MAX * self.peers.len().max(1);
+        // Identified connections are bounded per peer (the oldest is closed); the rest
+        // are connections yet to name their peer, each for at most IDENTIFY_TIMEOUT.
+        let limit = INBOUND_PER_PEER_MAX * self.peers.len().max(1) + UNIDENTIFIED_MAX;
         while !self.stop.load(Ordering::Relaxed) {
             readers.retain(|reader| !reader.is_finished());
             let (stream, address) = match self.listener.accept() {
@@ -306,6 +339,8 @@ impl<T: From<Inbound> + Send + 'static> Acceptor<T> {
                 inbound: self.inbound.clone(),
                 open: open.clone(),
                 address,
+                id: ids.fetch_add(1, Ordering::Relaxed),
+                accepted: Instant::now(),
             };
             open.fetch_add(1, Ordering::Relaxed);
             match spawn("strand-link-read", move || reader.run(stream)) {
@@ -328,9 +363,11 @@ struct Reader<T> {
     peers: Vec<NodeId>,
     inbox: SyncSender<T>,
     stop: Arc<AtomicBool>,
-    inbound: Arc<Mutex<BTreeMap<NodeId, usize>>>,
+    inbound: Arc<Mutex<InboundConnections>>,
     open: Arc<AtomicUsize>,
     address: SocketAddr,
+    id: u64,
+    accepted: Instant,
 }
 
 impl<T: From<Inbound> + Send + 'static> Reader<T> {
@@ -342,8 +379,8 @@ impl<T: From<Inbound> + Send + 'static> Reader<T> {
         let _ = stream.shutdown(Shutdown::Both);
         if let Some(peer) = peer {
             let mut inbound = self.inbound.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = inbound.get_mut(&peer) {
-                *count = count.saturating_sub(1);
+            if let Some(open) = inbound.get_mut(&peer) {
+                open.retain(|(id, _)| *id != self.id);
             }
         }
         self.open.fetch_sub(1, Ordering::Relaxed);
@@ -360,20 +397,25 @@ impl<T: From<Inbound> + Send + 'static> Reader<T> {
             // its bytes are waited for, which bounds the buffer.
             while let Some(len) = frame_len(&buffer).map_err(|error| error.to_string())? {
                 if buffer.len() < 4 + len {
-                    buffer.reserve(4 + len - buffer.len());
+                    if peer.is_some() {
+                        buffer.reserve(4 + len - buffer.len());
+                    }
                     break;
                 }
                 let mut bytes = buffer.split_to(4 + len).freeze();
                 let frame = Frame::decode(&mut bytes)
                     .map_err(|error| error.to_string())?
                     .ok_or("a whole frame did not decode")?;
-                self.identify(&frame, peer)?;
-                if self.inbox.send(Inbound::Frame(frame).into()).is_err() {
+                self.identify(&frame, stream, peer)?;
+                if !self.deliver(Inbound::Frame(frame).into()) {
                     return Ok(()); // the owner stopped
                 }
             }
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(());
+            }
+            if peer.is_none() && self.accepted.elapsed() > IDENTIFY_TIMEOUT {
+                return Err(format!("sent no frame within {IDENTIFY_TIMEOUT:?}"));
             }
             match stream.read(&mut chunk) {
                 Ok(0) => return Err("closed by the peer".to_owned()),
@@ -388,8 +430,32 @@ impl<T: From<Inbound> + Send + 'static> Reader<T> {
         }
     }
 
-    /// Checks the frame's sender and receiver; the first frame names the connection's peer.
-    fn identify(&self, frame: &Frame, peer: &mut Option<NodeId>) -> Result<(), String> {
+    /// Hands `item` to the owner, waiting while its inbox is full; false once the owner
+    /// or the links stopped.
+    fn deliver(&self, mut item: T) -> bool {
+        loop {
+            match self.inbox.try_send(item) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    item = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    /// Checks the frame's sender and receiver; the first frame names the connection's
+    /// peer, and closes that peer's oldest connection if it has too many.
+    fn identify(
+        &self,
+        frame: &Frame,
+        stream: &TcpStream,
+        peer: &mut Option<NodeId>,
+    ) -> Result<(), String> {
         let from = frame.header.from;
         if frame.header.to != self.me {
             return Err(format!(
@@ -404,14 +470,16 @@ impl<T: From<Inbound> + Send + 'static> Reader<T> {
             Some(_) => Ok(()),
             None if !self.peers.contains(&from) => Err(format!("{from} is not a peer")),
             None => {
+                let handle = stream.try_clone().map_err(|error| error.to_string())?;
                 let mut inbound = self.inbound.lock().unwrap_or_else(|e| e.into_inner());
-                let count = inbound.entry(from).or_insert(0);
-                if *count >= INBOUND_PER_PEER_MAX {
-                    return Err(format!(
-                        "{from} already has {INBOUND_PER_PEER_MAX} connections open"
-                    ));
+                let open = inbound.entry(from).or_default();
+                while open.len() >= INBOUND_PER_PEER_MAX {
+                    if let Some((_, oldest)) = open.pop_front() {
+                        tracing::info!(peer = %from, "closing the peer's oldest connection");
+                        let _ = oldest.shutdown(Shutdown::Both);
+                    }
                 }
-                *count += 1;
+                open.push_back((self.id, handle));
                 *peer = Some(from);
                 Ok(())
             }
@@ -508,5 +576,32 @@ mod tests {
             );
         }
         assert!(links_zero.connected(node(1)));
+
+        // A peer that opens more connections than allowed (its old ones dead but not
+        // closed, say) keeps its newest: the oldest is closed, not the new one refused.
+        let mut streams: Vec<TcpStream> = (0..=INBOUND_PER_PEER_MAX)
+            .map(|at| {
+                let mut stream = TcpStream::connect(&addresses[1]).unwrap();
+                write_frame(&mut stream, &answer(0, 1, 100 + u64::try_from(at).unwrap())).unwrap();
+                // Each is identified before the next connects.
+                assert_eq!(next_frame(&inbox_one).header.from, node(0));
+                stream
+            })
+            .collect();
+        let oldest = &mut streams[0];
+        oldest
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut byte = [0; 1];
+        assert!(
+            matches!(oldest.read(&mut byte), Ok(0)),
+            "the oldest is closed"
+        );
+        let newest = streams.last_mut().unwrap();
+        write_frame(newest, &answer(0, 1, 999)).unwrap();
+        assert!(matches!(
+            next_frame(&inbox_one).header.messages[1],
+            NodeMessage::HeartbeatAnswer { id: 999, .. }
+        ));
     }
 }
