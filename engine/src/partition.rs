@@ -396,12 +396,7 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<Appended, AppendError> {
-        if let Some(reason) = &self.poisoned {
-            return Err(AppendError::Poisoned {
-                partition: self.label.clone(),
-                reason: reason.clone(),
-            });
-        }
+        self.writable()?;
         let max = usize::try_from(self.config.max_message_bytes).unwrap_or(usize::MAX);
         if batch.len() > max {
             return Err(AppendError::BatchTooLarge {
@@ -432,16 +427,32 @@ impl PartitionLog {
         if self.should_roll(&batch, now_ms) {
             self.roll(now_ms);
         }
-        let base = self.next_offset;
-        batch.assign(base, leader_epoch);
+        batch.assign(self.next_offset, leader_epoch);
+        self.store(&batch, now_ms);
+        Ok(Appended::Stored(batch))
+    }
+
+    /// Refuses writes to a partition a storage failure poisoned.
+    fn writable(&self) -> Result<(), AppendError> {
+        match &self.poisoned {
+            Some(reason) => Err(AppendError::Poisoned {
+                partition: self.label.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Copies a batch that carries its offsets to the end of the log (rolled already if
+    /// need be) and records its producer's sequence.
+    fn store(&mut self, batch: &ValidatedBatch, now_ms: i64) {
         let active = self.active_mut();
         active.append(batch.header(), &batch.parts(), now_ms);
         self.next_offset = batch.last_offset().plus(1);
         self.unflushed_bytes += batch.len();
         self.unflushed_batches += 1;
         self.producers
-            .record(batch.header(), base, batch.last_offset());
-        Ok(Appended::Stored(batch))
+            .record(batch.header(), batch.base_offset(), batch.last_offset());
     }
 
     /// Appends a batch another node's log assigned (a chain's head): it must start at this
@@ -453,12 +464,7 @@ impl PartitionLog {
         batch: ValidatedBatch,
         now_ms: i64,
     ) -> Result<ValidatedBatch, AppendError> {
-        if let Some(reason) = &self.poisoned {
-            return Err(AppendError::Poisoned {
-                partition: self.label.clone(),
-                reason: reason.clone(),
-            });
-        }
+        self.writable()?;
         if batch.base_offset().value() != batch.header().base_offset
             || batch.base_offset() != self.next_offset
         {
@@ -471,13 +477,7 @@ impl PartitionLog {
         if self.should_roll(&batch, now_ms) {
             self.roll(now_ms);
         }
-        let active = self.active_mut();
-        active.append(batch.header(), &batch.parts(), now_ms);
-        self.next_offset = batch.last_offset().plus(1);
-        self.unflushed_bytes += batch.len();
-        self.unflushed_batches += 1;
-        self.producers
-            .record(batch.header(), batch.base_offset(), batch.last_offset());
+        self.store(&batch, now_ms);
         Ok(batch)
     }
 

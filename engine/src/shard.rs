@@ -86,6 +86,15 @@ impl PartitionSlot {
     }
 }
 
+/// Whose offsets an append keeps.
+#[derive(Clone, Copy, Debug)]
+enum AppendSource {
+    /// A client's batch: this log assigns its offsets and stamps `leader_epoch`.
+    Client { leader_epoch: i32 },
+    /// A chain head's batch, stored at the offsets and epoch it carries.
+    Replica,
+}
+
 /// One shard's state.
 pub(crate) struct Shard {
     id: ShardId,
@@ -239,13 +248,14 @@ impl Shard {
                 leader_epoch,
                 reply,
             } => {
-                self.append(partition, batch, leader_epoch, reply);
+                let source = AppendSource::Client { leader_epoch };
+                self.append(partition, batch, source, reply);
             }
             ShardRequest::AppendReplica {
                 partition,
                 batch,
                 reply,
-            } => self.append_replica(partition, batch, reply),
+            } => self.append(partition, batch, AppendSource::Replica, reply),
             ShardRequest::Truncate {
                 partition,
                 to,
@@ -321,11 +331,14 @@ impl Shard {
         }
     }
 
+    /// Appends a batch, as a client's (offsets assigned here, in `leader_epoch`) or as a
+    /// chain head's (at its own offsets; see [`PartitionLog::append_replica`]), and
+    /// answers once it is durable.
     fn append(
         &mut self,
         partition: PartitionId,
         batch: crate::batch::ValidatedBatch,
-        leader_epoch: i32,
+        source: AppendSource,
         reply: Reply<Result<AppendOutcome, AppendError>>,
     ) {
         if self.stopping {
@@ -341,7 +354,14 @@ impl Shard {
             let _ = reply.send(Err(AppendError::CutInProgress { partition }));
             return;
         }
-        match slot.log.append(batch, leader_epoch, now_ms()) {
+        let appended = match source {
+            AppendSource::Client { leader_epoch } => slot.log.append(batch, leader_epoch, now_ms()),
+            AppendSource::Replica => slot
+                .log
+                .append_replica(batch, now_ms())
+                .map(Appended::Stored),
+        };
+        match appended {
             Ok(Appended::Duplicate { base, last }) => {
                 let offsets = slot.log.offsets();
                 if last < slot.log.durable_end() {
@@ -356,42 +376,6 @@ impl Shard {
                 }
             }
             Ok(Appended::Stored(stored)) => {
-                let (base, last) = (stored.base_offset(), stored.last_offset());
-                self.pending_write_bytes += stored.len();
-                slot.commit.wait(last, AppendWaiter { reply, base, last });
-                let held = stored.held_len();
-                self.cache
-                    .insert(partition, base, last, stored.into_parts(), held);
-                self.start_flush(partition);
-            }
-            Err(error) => {
-                let _ = reply.send(Err(error));
-            }
-        }
-    }
-
-    /// A chain head's batch, at its own offsets (see [`PartitionLog::append_replica`]).
-    fn append_replica(
-        &mut self,
-        partition: PartitionId,
-        batch: crate::batch::ValidatedBatch,
-        reply: Reply<Result<AppendOutcome, AppendError>>,
-    ) {
-        if self.stopping {
-            let _ = reply.send(Err(AppendError::ShuttingDown));
-            return;
-        }
-        let Some(slot) = self.partitions.get_mut(&partition) else {
-            let _ = reply.send(Err(self.append_missing(partition)));
-            return;
-        };
-        if slot.cut.is_some() {
-            let partition = slot.log.label().to_string();
-            let _ = reply.send(Err(AppendError::CutInProgress { partition }));
-            return;
-        }
-        match slot.log.append_replica(batch, now_ms()) {
-            Ok(stored) => {
                 let (base, last) = (stored.base_offset(), stored.last_offset());
                 self.pending_write_bytes += stored.len();
                 slot.commit.wait(last, AppendWaiter { reply, base, last });
