@@ -24,6 +24,14 @@ fn offset(value: i64) -> Offset {
     Offset::new(value).unwrap()
 }
 
+/// The wall clock in Unix milliseconds, for batches retention and `segment.ms` leave be.
+fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(now.as_millis()).unwrap()
+}
+
 /// Every durable batch of `topic`-0 from `from`, as stored.
 async fn durable_batches(router: &Router, topic: &str, from: i64) -> Vec<Vec<u8>> {
     let mut batches = Vec::new();
@@ -191,10 +199,7 @@ fn segment_bases(data_dir: &std::path::Path, topic: &str) -> Vec<i64> {
 async fn twelve_batches(router: &Router, topic: &str) {
     create_topic(router, topic, 1, &[("segment.bytes", "4096")]).await;
     // Recent timestamps, so only size rolls segments (segment.ms counts from them).
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let now_ms = i64::try_from(now.as_millis()).unwrap();
+    let now_ms = now_ms();
     for seed in 0..12 {
         router
             .append(topic, 0, validated(batch(seed, 3, 200, now_ms)))
@@ -336,13 +341,7 @@ fn a_cut_forgets_the_idempotent_batches_past_it() {
     engine.run(move |router| async move {
         create_topic(&router, "idem", 1, &[]).await;
         // Recent timestamps: housekeeping below must not expire them.
-        let now_ms = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis(),
-        )
-        .unwrap();
+        let now_ms = now_ms();
         let idempotent = |sequence: i32| {
             let mut builder = BatchBuilder::new(now_ms);
             builder.producer(42, 0, sequence);
