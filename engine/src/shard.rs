@@ -104,6 +104,9 @@ pub(crate) struct Shard {
     offline: AHashMap<PartitionId, (String, String)>,
     cache: BatchCache,
     data_waits: DataWaits,
+    /// Partitions with a cut waiting (usually none), so finished jobs need not scan every
+    /// partition for one.
+    cuts_waiting: ahash::AHashSet<PartitionId>,
     pending_write_bytes: usize,
     commits: CommitProbe,
     flushes: FuturesUnordered<LocalBoxFuture<'static, FlushOutcome>>,
@@ -142,6 +145,7 @@ impl Shard {
             id,
             cache: BatchCache::new(config.limits.batch_cache_bytes_max),
             data_waits: DataWaits::new(config.limits.data_waits_max),
+            cuts_waiting: ahash::AHashSet::new(),
             config,
             partitions: AHashMap::new(),
             offline: AHashMap::new(),
@@ -418,18 +422,17 @@ impl Shard {
             return;
         }
         slot.cut = Some((to, reply));
+        self.cuts_waiting.insert(partition);
         self.start_flush(partition);
         self.try_cut(partition).await;
     }
 
     /// Runs every cut that was waiting for a job (a producer snapshot) to finish.
     async fn try_cuts(&mut self) {
-        let waiting: Vec<PartitionId> = self
-            .partitions
-            .iter()
-            .filter(|(_, slot)| slot.cut.is_some())
-            .map(|(id, _)| *id)
-            .collect();
+        if self.cuts_waiting.is_empty() {
+            return;
+        }
+        let waiting: Vec<PartitionId> = self.cuts_waiting.iter().copied().collect();
         for partition in waiting {
             self.try_cut(partition).await;
         }
@@ -438,17 +441,19 @@ impl Shard {
     /// Cuts the partition's log if a cut waits and every append is durable: the log is
     /// closed, cut on disk, and reopened through recovery with its committed offset.
     async fn try_cut(&mut self, partition: PartitionId) {
-        let Some(slot) = self.partitions.get_mut(&partition) else {
+        let Some(slot) = self
+            .partitions
+            .get_mut(&partition)
+            .filter(|slot| slot.cut.is_some())
+        else {
+            self.cuts_waiting.remove(&partition); // deleted meanwhile, or nothing waits
             return;
         };
-        if slot.cut.is_none()
-            || slot.commit.in_flight()
-            || slot.log.has_unflushed()
-            || slot.snapshot_writing.get()
-        {
+        if slot.commit.in_flight() || slot.log.has_unflushed() || slot.snapshot_writing.get() {
             return;
         }
         let (to, reply) = slot.cut.take().expect("checked above");
+        self.cuts_waiting.remove(&partition);
         if let Some(reason) = slot.log.poisoned() {
             let _ = reply.send(Err(TruncateError::Io {
                 partition: slot.log.label().to_string(),

@@ -143,18 +143,6 @@ impl ControllerHandle {
     }
 }
 
-/// What the controller thread receives.
-#[derive(Debug)]
-enum Event {
-    Link(Inbound),
-}
-
-impl From<Inbound> for Event {
-    fn from(inbound: Inbound) -> Event {
-        Event::Link(inbound)
-    }
-}
-
 /// A running controller.
 #[derive(Debug)]
 pub struct ControllerHost {
@@ -309,7 +297,7 @@ impl Outbox {
 }
 
 impl Running {
-    fn run(&mut self, inbox: &Receiver<Event>, stop: &AtomicBool) -> Result<(), HostError> {
+    fn run(&mut self, inbox: &Receiver<Inbound>, stop: &AtomicBool) -> Result<(), HostError> {
         let mut next_tick = self.tick_ms;
         while !stop.load(Ordering::Relaxed) {
             let mut outbox = Outbox::default();
@@ -341,10 +329,10 @@ impl Running {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn handle(&mut self, event: Event, outbox: &mut Outbox) {
+    fn handle(&mut self, event: Inbound, outbox: &mut Outbox) {
         match event {
-            Event::Link(Inbound::Down(peer)) => self.controller.quorum_mut().unreachable(peer),
-            Event::Link(Inbound::Frame(frame)) => self.frame(&frame, outbox),
+            Inbound::Down(peer) => self.controller.quorum_mut().unreachable(peer),
+            Inbound::Frame(frame) => self.frame(&frame, outbox),
         }
     }
 

@@ -89,11 +89,11 @@ pub enum SendError {
 impl Links {
     /// Starts accepting on `listener` and connecting to every peer in `peers` (this node
     /// excluded); what arrives goes to `inbox`.
-    pub fn start<T: From<Inbound> + Send + 'static>(
+    pub fn start(
         me: NodeId,
         listener: TcpListener,
         peers: &BTreeMap<NodeId, String>,
-        inbox: SyncSender<T>,
+        inbox: SyncSender<Inbound>,
     ) -> std::io::Result<Links> {
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -189,16 +189,16 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> std::io::Result<Jo
 }
 
 /// Keeps the connection to one peer up and writes its queued frames.
-struct Writer<T> {
+struct Writer {
     peer: NodeId,
     address: String,
     frames: Receiver<Vec<Bytes>>,
     connected: Arc<AtomicBool>,
-    inbox: SyncSender<T>,
+    inbox: SyncSender<Inbound>,
     stop: Arc<AtomicBool>,
 }
 
-impl<T: From<Inbound> + Send + 'static> Writer<T> {
+impl Writer {
     fn run(self) {
         let mut backoff = POLL;
         let mut stream: Option<TcpStream> = None;
@@ -217,7 +217,7 @@ impl<T: From<Inbound> + Send + 'static> Writer<T> {
                         if !reported_down {
                             tracing::info!(peer = %self.peer, address = %self.address, %error, "link down");
                             reported_down = true;
-                            let _ = self.inbox.try_send(Inbound::Down(self.peer).into());
+                            let _ = self.inbox.try_send(Inbound::Down(self.peer));
                         }
                         // Frames queued meanwhile would only be stale when the link
                         // returns; Raft and heartbeats send fresh ones.
@@ -246,7 +246,7 @@ impl<T: From<Inbound> + Send + 'static> Writer<T> {
                 stream = None;
                 self.connected.store(false, Ordering::Relaxed);
                 reported_down = true;
-                let _ = self.inbox.try_send(Inbound::Down(self.peer).into());
+                let _ = self.inbox.try_send(Inbound::Down(self.peer));
             }
         }
     }
@@ -292,11 +292,11 @@ fn write_frame(stream: &mut TcpStream, parts: &[Bytes]) -> std::io::Result<()> {
 }
 
 /// Accepts peers' connections and starts a reader for each.
-struct Acceptor<T> {
+struct Acceptor {
     me: NodeId,
     listener: TcpListener,
     peers: Vec<NodeId>,
-    inbox: SyncSender<T>,
+    inbox: SyncSender<Inbound>,
     stop: Arc<AtomicBool>,
     /// Open inbound connections per identified peer, oldest first.
     inbound: Arc<Mutex<InboundConnections>>,
@@ -305,7 +305,7 @@ struct Acceptor<T> {
 /// Each identified peer's open inbound connections: an id and a handle to close it.
 type InboundConnections = BTreeMap<NodeId, VecDeque<(u64, TcpStream)>>;
 
-impl<T: From<Inbound> + Send + 'static> Acceptor<T> {
+impl Acceptor {
     fn run(self) {
         let open = Arc::new(AtomicUsize::new(0));
         let ids = AtomicU64::new(0);
@@ -358,10 +358,10 @@ impl<T: From<Inbound> + Send + 'static> Acceptor<T> {
 }
 
 /// Reads frames from one peer's connection.
-struct Reader<T> {
+struct Reader {
     me: NodeId,
     peers: Vec<NodeId>,
-    inbox: SyncSender<T>,
+    inbox: SyncSender<Inbound>,
     stop: Arc<AtomicBool>,
     inbound: Arc<Mutex<InboundConnections>>,
     open: Arc<AtomicUsize>,
@@ -370,7 +370,7 @@ struct Reader<T> {
     accepted: Instant,
 }
 
-impl<T: From<Inbound> + Send + 'static> Reader<T> {
+impl Reader {
     fn run(self, stream: TcpStream) {
         let mut peer = None;
         if let Err(reason) = self.read(&stream, &mut peer) {
@@ -407,7 +407,7 @@ impl<T: From<Inbound> + Send + 'static> Reader<T> {
                     .map_err(|error| error.to_string())?
                     .ok_or("a whole frame did not decode")?;
                 self.identify(&frame, stream, peer)?;
-                if !self.deliver(Inbound::Frame(frame).into()) {
+                if !self.deliver(Inbound::Frame(frame)) {
                     return Ok(()); // the owner stopped
                 }
             }
@@ -432,7 +432,7 @@ impl<T: From<Inbound> + Send + 'static> Reader<T> {
 
     /// Hands `item` to the owner, waiting while its inbox is full; false once the owner
     /// or the links stopped.
-    fn deliver(&self, mut item: T) -> bool {
+    fn deliver(&self, mut item: Inbound) -> bool {
         loop {
             match self.inbox.try_send(item) {
                 Ok(()) => return true,
