@@ -66,6 +66,7 @@ fn create_topic(runner: &JobRunner, name: &'static str) {
                 name: name.into(),
                 partitions: 2,
                 configs: Vec::new(),
+                id: None,
             };
             router.create_topic(spec).await.expect("create topic");
             let owners = (

@@ -60,6 +60,6 @@ pub use metadata_service::{ConfigChange, TopicError, TopicSpec};
 pub use offset::Offset;
 pub use partition::{AppendError, PartitionOffsets, ReadError, TruncateError};
 pub use record_timestamps::RecordAtTime;
-pub use request::{AppendOutcome, ReadLimit, ReadOutcome, ShardStats};
-pub use router::Router;
+pub use request::{AppendOutcome, HeadAppend, ReadLimit, ReadOutcome, ShardStats};
+pub use router::{DurableAnswer, Router};
 pub use shard_set::{EngineError, ShardSet, ShutdownSummary};

@@ -19,6 +19,9 @@ pub struct TopicSpec {
     pub partitions: u32,
     /// Settings that differ from the broker's defaults, as Kafka key/value strings.
     pub configs: Vec<(String, String)>,
+    /// The topic id (KIP-516) when the cluster's controller chose it, so every node names
+    /// the topic alike; `None` draws a new one.
+    pub id: Option<[u8; 16]>,
 }
 
 /// One change to a topic's settings.
@@ -199,7 +202,10 @@ impl MetadataService {
         self.check_config(&name, &config)?;
         Ok(TopicMeta {
             id: TopicId::new(self.current.next_topic_id()),
-            uuid: random_uuid()?,
+            uuid: match spec.id {
+                Some(id) => id,
+                None => random_uuid()?,
+            },
             partitions: self.place(spec.partitions),
             name,
             config,

@@ -25,6 +25,16 @@ pub(crate) enum ShardRequest {
         leader_epoch: i32,
         reply: Reply<Result<AppendOutcome, AppendError>>,
     },
+    /// A chain head's client batch: offsets assigned here from `expected_start` (refused
+    /// unless the log ends there) in `leader_epoch`. Answered as soon as it is stored (or
+    /// found a duplicate), with the batch as stored and a receiver for its durability.
+    AppendHead {
+        partition: PartitionId,
+        batch: ValidatedBatch,
+        leader_epoch: i32,
+        expected_start: Offset,
+        reply: Reply<Result<HeadAppend, AppendError>>,
+    },
     /// A batch a chain's head assigned offsets to, appended at them; answered once
     /// durable here.
     AppendReplica {
@@ -100,6 +110,18 @@ pub enum ReadLimit {
     HighWatermark,
     /// What replication forwards: everything durable here, committed or not.
     Durable,
+}
+
+/// A head's append, as soon as it is stored.
+#[derive(Debug)]
+pub enum HeadAppend {
+    /// Stored as `batch` (offsets and epoch assigned); `durable` answers once it is durable.
+    Stored {
+        batch: ValidatedBatch,
+        durable: oneshot::Receiver<Result<AppendOutcome, AppendError>>,
+    },
+    /// An idempotent producer's retry of a batch stored earlier at these offsets.
+    Duplicate { base: Offset, last: Offset },
 }
 
 /// A durable append.

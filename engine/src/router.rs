@@ -13,7 +13,12 @@ use crate::metadata_service::{ConfigChange, MetadataRequest, TopicError, TopicSp
 use crate::offset::Offset;
 use crate::partition::{AppendError, PartitionOffsets, ReadError, TruncateError};
 use crate::record_timestamps::RecordAtTime;
-use crate::request::{AppendOutcome, ReadLimit, ReadOutcome, Reply, ShardRequest, ShardStats};
+use crate::request::{
+    AppendOutcome, HeadAppend, ReadLimit, ReadOutcome, Reply, ShardRequest, ShardStats,
+};
+
+/// Where a queued append's durability is answered.
+pub type DurableAnswer = futures::channel::oneshot::Receiver<Result<AppendOutcome, AppendError>>;
 
 /// A shard-local handle to every partition and to topic administration. Cheap to clone;
 /// not `Send`: each shard has its own.
@@ -106,6 +111,65 @@ impl Router {
             })
             .await;
         answer.unwrap_or(Err(AppendError::ShuttingDown))
+    }
+
+    /// A chain head's append of a client's batch at `expected_start` (refused unless the
+    /// log ends there), stamped `leader_epoch`: answers as soon as it is stored, with a
+    /// receiver for its durability.
+    pub async fn append_head(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: ValidatedBatch,
+        leader_epoch: i32,
+        expected_start: Offset,
+    ) -> Result<HeadAppend, AppendError> {
+        let Some((id, owner)) = self.resolve(topic, partition) else {
+            return Err(AppendError::UnknownPartition {
+                partition: partition_label(topic, partition),
+            });
+        };
+        let answer = self
+            .ask(owner, |reply| ShardRequest::AppendHead {
+                partition: id,
+                batch,
+                leader_epoch,
+                expected_start,
+                reply,
+            })
+            .await;
+        answer.unwrap_or(Err(AppendError::ShuttingDown))
+    }
+
+    /// Queues a chain member's append of a batch at the offsets its head assigned, and
+    /// returns once it is queued (appends queued in order are stored in order), with a
+    /// receiver for its durability.
+    pub async fn queue_replica_append(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: ValidatedBatch,
+    ) -> Result<DurableAnswer, AppendError> {
+        let Some((id, owner)) = self.resolve(topic, partition) else {
+            return Err(AppendError::UnknownPartition {
+                partition: partition_label(topic, partition),
+            });
+        };
+        let (reply, answer) = futures::channel::oneshot::channel();
+        let queue = self
+            .inner
+            .shards
+            .get(owner.index())
+            .ok_or(AppendError::ShuttingDown)?;
+        queue
+            .send_async(ShardRequest::AppendReplica {
+                partition: id,
+                batch,
+                reply,
+            })
+            .await
+            .map_err(|_| AppendError::ShuttingDown)?;
+        Ok(answer)
     }
 
     /// Appends a batch a chain's head assigned offsets to, at those offsets; answers once

@@ -35,8 +35,8 @@ use crate::partition::{
 };
 use crate::recovery::{PartitionSpec, RecoveryReport, open_partition};
 use crate::request::{
-    AppendOutcome, ReadLimit, ReadOutcome, Reply, ShardControl, ShardRequest, ShardStats,
-    ShutdownReport,
+    AppendOutcome, HeadAppend, ReadLimit, ReadOutcome, Reply, ShardControl, ShardRequest,
+    ShardStats, ShutdownReport,
 };
 use crate::segment::{find_by_timestamp, read_batches};
 
@@ -91,6 +91,12 @@ impl PartitionSlot {
 enum AppendSource {
     /// A client's batch: this log assigns its offsets and stamps `leader_epoch`.
     Client { leader_epoch: i32 },
+    /// A client's batch at a chain head: as `Client`, refused unless the log ends at
+    /// `expected_start` (where the head's replica placed it).
+    Head {
+        leader_epoch: i32,
+        expected_start: Offset,
+    },
     /// A chain head's batch, stored at the offsets and epoch it carries.
     Replica,
 }
@@ -259,7 +265,19 @@ impl Shard {
                 partition,
                 batch,
                 reply,
-            } => self.append(partition, batch, AppendSource::Replica, reply),
+            } => {
+                self.append(partition, batch, AppendSource::Replica, reply);
+            }
+            ShardRequest::AppendHead {
+                partition,
+                batch,
+                leader_epoch,
+                expected_start,
+                reply,
+            } => {
+                let head = self.append_head(partition, batch, leader_epoch, expected_start);
+                let _ = reply.send(head);
+            }
             ShardRequest::Truncate {
                 partition,
                 to,
@@ -337,29 +355,45 @@ impl Shard {
 
     /// Appends a batch, as a client's (offsets assigned here, in `leader_epoch`) or as a
     /// chain head's (at its own offsets; see [`PartitionLog::append_replica`]), and
-    /// answers once it is durable.
+    /// answers `reply` once it is durable. Returns what was stored (the batch as stored,
+    /// or the duplicate's offsets) or why not; `None` when `reply` already has the answer.
     fn append(
         &mut self,
         partition: PartitionId,
         batch: crate::batch::ValidatedBatch,
         source: AppendSource,
         reply: Reply<Result<AppendOutcome, AppendError>>,
-    ) {
+    ) -> Option<Result<Appended, AppendError>> {
         if self.stopping {
             let _ = reply.send(Err(AppendError::ShuttingDown));
-            return;
+            return None;
         }
         let Some(slot) = self.partitions.get_mut(&partition) else {
             let _ = reply.send(Err(self.append_missing(partition)));
-            return;
+            return None;
         };
         if slot.cut.is_some() {
             let partition = slot.log.label().to_string();
             let _ = reply.send(Err(AppendError::CutInProgress { partition }));
-            return;
+            return None;
         }
         let appended = match source {
             AppendSource::Client { leader_epoch } => slot.log.append(batch, leader_epoch, now_ms()),
+            AppendSource::Head {
+                leader_epoch,
+                expected_start,
+            } => {
+                let log_end = slot.log.offsets().log_end;
+                if log_end == expected_start {
+                    slot.log.append(batch, leader_epoch, now_ms())
+                } else {
+                    Err(AppendError::NotAtLogEnd {
+                        partition: slot.log.label().to_string(),
+                        expected: log_end.value(),
+                        got: expected_start.value(),
+                    })
+                }
+            }
             AppendSource::Replica => slot
                 .log
                 .append_replica(batch, now_ms())
@@ -378,18 +412,58 @@ impl Shard {
                 } else {
                     slot.retries.push(AppendWaiter { reply, base, last });
                 }
+                Some(Ok(Appended::Duplicate { base, last }))
             }
             Ok(Appended::Stored(stored)) => {
                 let (base, last) = (stored.base_offset(), stored.last_offset());
                 self.pending_write_bytes += stored.len();
                 slot.commit.wait(last, AppendWaiter { reply, base, last });
                 let held = stored.held_len();
+                let kept = matches!(source, AppendSource::Head { .. }).then(|| stored.clone());
                 self.cache
                     .insert(partition, base, last, stored.into_parts(), held);
                 self.start_flush(partition);
+                kept.map(|batch| Ok(Appended::Stored(batch)))
             }
-            Err(error) => {
-                let _ = reply.send(Err(error));
+            Err(error) => match source {
+                AppendSource::Head { .. } => Some(Err(error)),
+                _ => {
+                    let _ = reply.send(Err(error));
+                    None
+                }
+            },
+        }
+    }
+
+    /// A chain head's append of a client's batch at `expected_start`: what was stored (with
+    /// a receiver for its durability), or why not.
+    fn append_head(
+        &mut self,
+        partition: PartitionId,
+        batch: crate::batch::ValidatedBatch,
+        leader_epoch: i32,
+        expected_start: Offset,
+    ) -> Result<HeadAppend, AppendError> {
+        let (durable, answer) = futures::channel::oneshot::channel();
+        let source = AppendSource::Head {
+            leader_epoch,
+            expected_start,
+        };
+        match self.append(partition, batch, source, durable) {
+            Some(Ok(Appended::Stored(batch))) => Ok(HeadAppend::Stored {
+                batch,
+                durable: answer,
+            }),
+            Some(Ok(Appended::Duplicate { base, last })) => {
+                Ok(HeadAppend::Duplicate { base, last })
+            }
+            Some(Err(error)) => Err(error),
+            None => {
+                let mut answer = answer;
+                match answer.try_recv() {
+                    Ok(Some(Err(error))) => Err(error),
+                    _ => Err(AppendError::ShuttingDown),
+                }
             }
         }
     }

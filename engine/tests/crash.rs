@@ -79,6 +79,7 @@ fn child(dir: &Path, first_seq: u64) {
                 ("segment.bytes".into(), "65536".into()),
                 ("index.interval.bytes".into(), "1024".into()),
             ],
+            id: None,
         };
         match router.create_topic(spec).await {
             Ok(_) | Err(TopicError::AlreadyExists { .. }) => {}

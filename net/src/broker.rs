@@ -56,6 +56,30 @@ impl Broker {
         }
     }
 
+    /// Appends a client's batch (or the group coordinator's): to the engine on a single
+    /// node, answered once durable; in a cluster through the partition's chain, answered
+    /// once committed.
+    pub async fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: strand_engine::ValidatedBatch,
+    ) -> Result<strand_engine::AppendOutcome, KafkaError> {
+        let Some(cluster) = &self.config.cluster else {
+            return Ok(self.router.append(topic, partition, batch).await?);
+        };
+        let Some((_, owner)) = self.router.resolve(topic, partition) else {
+            return Err(KafkaError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("unknown topic or partition {topic}-{partition}"),
+            ));
+        };
+        Ok(cluster
+            .chains()
+            .produce(owner.index(), topic, partition, batch)
+            .await?)
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<TopicMeta>> {
         self.router.metadata().topic(name).cloned()
     }
@@ -75,10 +99,22 @@ impl Broker {
         if self.topic(OFFSETS_TOPIC).is_some() {
             return;
         }
+        if let Some(cluster) = &self.config.cluster {
+            let factor = crate::cluster::replication_factor(cluster, -1).unwrap_or(1);
+            let partitions = self.config.offsets_partitions;
+            match crate::cluster::create_topic(self, cluster, OFFSETS_TOPIC, partitions, factor)
+                .await
+            {
+                Ok(_) => tracing::info!("created {OFFSETS_TOPIC} through the controller"),
+                Err(error) => tracing::debug!(%error, "{OFFSETS_TOPIC} not created here"),
+            }
+            return;
+        }
         let spec = TopicSpec {
             name: OFFSETS_TOPIC.into(),
             partitions: self.config.offsets_partitions,
             configs: vec![("retention.ms".into(), "-1".into())],
+            id: None,
         };
         match self.router.create_topic(spec).await {
             Ok(_) => tracing::info!("created {OFFSETS_TOPIC}"),
@@ -96,10 +132,16 @@ impl Broker {
         if !self.config.auto_create_topics {
             return Err(unknown_topic(name));
         }
+        if let Some(cluster) = &self.config.cluster {
+            let factor = crate::cluster::replication_factor(cluster, -1)?;
+            let partitions = self.config.default_partitions;
+            return crate::cluster::create_topic(self, cluster, name, partitions, factor).await;
+        }
         let spec = TopicSpec {
             name: name.to_string(),
             partitions: self.config.default_partitions,
             configs: Vec::new(),
+            id: None,
         };
         match self.router.create_topic(spec).await {
             Ok(topic) => {

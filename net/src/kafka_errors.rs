@@ -4,6 +4,10 @@
 use kafka_protocol::error::ResponseError;
 use strand_engine::producer_state::SequenceError;
 use strand_engine::{AppendError, BatchError, ReadError, TopicError};
+use strand_replication::binding::ProduceError;
+use strand_replication::chain::AppendRefused;
+use strand_replication::controller::Refused;
+use strand_replication::host::TopicProposalError;
 
 /// A Kafka error code with the message that explains it to a person.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +90,47 @@ impl From<TopicError> for KafkaError {
             TopicError::InvalidConfig { .. } => ResponseError::InvalidConfig,
             TopicError::LimitReached { .. } => ResponseError::PolicyViolation,
             _ => ResponseError::UnknownServerError,
+        };
+        KafkaError::new(code, error.to_string())
+    }
+}
+
+impl std::fmt::Display for KafkaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl From<ProduceError> for KafkaError {
+    fn from(error: ProduceError) -> Self {
+        let code = match &error {
+            ProduceError::Engine(engine) => return engine.clone().into(),
+            ProduceError::Refused(AppendRefused::Backlog { .. }) => {
+                ResponseError::NotEnoughReplicas
+            }
+            ProduceError::NoReplica(_) => ResponseError::LeaderNotAvailable,
+            // Retriable: the client refreshes metadata and finds the chain's head.
+            _ => ResponseError::NotLeaderOrFollower,
+        };
+        KafkaError::new(code, error.to_string())
+    }
+}
+
+impl From<TopicProposalError> for KafkaError {
+    fn from(error: TopicProposalError) -> Self {
+        let code = match &error {
+            TopicProposalError::NotController { .. } | TopicProposalError::Lost => {
+                ResponseError::NotController
+            }
+            TopicProposalError::Placement(_) => ResponseError::InvalidReplicationFactor,
+            TopicProposalError::Refused(Refused::TopicExists(_)) => {
+                ResponseError::TopicAlreadyExists
+            }
+            TopicProposalError::Refused(Refused::TooManyPartitions { .. }) => {
+                ResponseError::InvalidPartitions
+            }
+            TopicProposalError::Busy => ResponseError::ThrottlingQuotaExceeded,
+            _ => ResponseError::InvalidRequest,
         };
         KafkaError::new(code, error.to_string())
     }

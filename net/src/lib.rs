@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod frame;
@@ -55,6 +56,10 @@ pub async fn serve(
     let broker = Rc::new(Broker::new(router, config, coordinators));
     if let Some(inbox) = inbox {
         glommio::spawn_local(groups::coordinator::run(broker.clone(), inbox)).detach();
+    }
+    if let Some(cluster) = &broker.config.cluster {
+        let driver = strand_replication::binding::run_shard(broker.router.clone(), cluster.clone());
+        glommio::spawn_local(driver).detach();
     }
     if let Some(inbox) = metrics.take_inbox(broker.router.shard().index()) {
         glommio::spawn_local(metrics::answer(broker.clone(), inbox)).detach();

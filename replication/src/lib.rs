@@ -25,6 +25,7 @@
 //! [`controller::Quorum`], [`controller::QuorumConfig`], [`controller::QuorumOutput`],
 //! [`controller::LogRecord`], [`controller::place`].
 
+pub mod binding;
 pub mod chain;
 pub mod controller;
 pub mod host;

@@ -68,6 +68,8 @@ impl Cluster {
                     port: 9092 + u16::try_from(id).unwrap(),
                 },
                 dir: root.join(format!("node-{id}")),
+                chains_dir: root.join(format!("chains-{id}")),
+                shards: 1,
                 controller: ControllerConfig {
                     quorum: QuorumConfig {
                         node: node(id),

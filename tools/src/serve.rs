@@ -276,7 +276,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     ensure_port_free(net.listen)?;
     let controller = match cluster {
         Some(cluster) => {
-            let host = start_controller(cluster, &net, &engine.data_dir)?;
+            let host = start_controller(cluster, &net, &engine.data_dir, engine.shard_count)?;
             net.cluster = Some(host.handle());
             Some(host)
         }
@@ -362,6 +362,7 @@ fn start_controller(
     cluster: ClusterSettings,
     net: &NetConfig,
     data_dir: &Path,
+    shards: usize,
 ) -> anyhow::Result<ControllerHost> {
     let listener = TcpListener::bind(cluster.internal_listen)
         .with_context(|| format!("binding the internal listener {}", cluster.internal_listen))?;
@@ -369,12 +370,13 @@ fn start_controller(
         host: net.advertised_host.clone(),
         port: net.advertised_port,
     };
-    let config = HostConfig::new(
+    let mut config = HostConfig::new(
         cluster.node,
         cluster.peers,
         kafka,
         data_dir.join("controller"),
     );
+    config.shards = shards;
     tracing::info!(
         node = %cluster.node,
         internal = %cluster.internal_listen,

@@ -75,6 +75,7 @@ pub async fn create_topic(router: &Router, name: &str, partitions: u32, configs:
             name: name.into(),
             partitions,
             configs,
+            id: None,
         })
         .await
         .expect("topic created");

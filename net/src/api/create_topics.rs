@@ -60,6 +60,23 @@ async fn create(
 ) -> Result<std::sync::Arc<TopicMeta>, KafkaError> {
     let spec = spec(broker, topic)?;
     let router = &broker.router;
+    if let Some(cluster) = &broker.config.cluster {
+        let factor = crate::cluster::replication_factor(cluster, topic.replication_factor)?;
+        if !spec.configs.is_empty() {
+            return Err(KafkaError::new(
+                ResponseError::InvalidConfig,
+                "topic configs are not replicated through the controller yet; create the topic \
+                 with the broker defaults",
+            ));
+        }
+        let partitions = spec.partitions;
+        let name = spec.name.clone();
+        let validated = router.validate_topic(spec).await?;
+        if validate_only {
+            return Ok(validated);
+        }
+        return crate::cluster::create_topic(broker, cluster, &name, partitions, factor).await;
+    }
     let created = if validate_only {
         router.validate_topic(spec).await?
     } else {
@@ -75,7 +92,15 @@ async fn create(
 fn spec(broker: &Broker, topic: &CreatableTopic) -> Result<TopicSpec, KafkaError> {
     let name = topic.name.0.to_string();
     let node = broker.config.node_id;
-    if !matches!(topic.replication_factor, -1 | 1) {
+    let cluster = broker.config.cluster.is_some();
+    if cluster && !topic.assignments.is_empty() {
+        return Err(KafkaError::new(
+            ResponseError::InvalidReplicaAssignment,
+            "in a cluster the controller places every partition's chain; give a partition \
+             count and a replication factor",
+        ));
+    }
+    if !cluster && !matches!(topic.replication_factor, -1 | 1) {
         return Err(KafkaError::new(
             ResponseError::InvalidReplicationFactor,
             format!(
@@ -140,6 +165,7 @@ fn spec(broker: &Broker, topic: &CreatableTopic) -> Result<TopicSpec, KafkaError
         name,
         partitions,
         configs,
+        id: None,
     })
 }
 

@@ -19,13 +19,11 @@ pub async fn handle(
     version: i16,
 ) -> Option<MetadataResponse> {
     let config = &broker.config;
-    let node = BrokerId(config.node_id);
-    let brokers = vec![
-        MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(wire(config.advertised_host.clone()))
-            .with_port(i32::from(config.advertised_port)),
-    ];
+    let brokers = brokers(broker);
+    let controller = match &config.cluster {
+        Some(cluster) => BrokerId(crate::cluster::controller_id(cluster)),
+        None => BrokerId(config.node_id),
+    };
     // Version 0 asks for every topic with an empty list; later versions with null.
     let requested = request
         .topics
@@ -55,7 +53,7 @@ pub async fn handle(
         .with_topics(topics);
     // The controller is named from version 1, the cluster id from version 2.
     let response = if version >= 1 {
-        response.with_controller_id(node)
+        response.with_controller_id(controller)
     } else {
         response
     };
@@ -104,18 +102,72 @@ fn failed(name: Option<StrBytes>, error: &KafkaError) -> MetadataResponseTopic {
         .with_name(name.map(kafka_protocol::messages::TopicName))
 }
 
+/// The brokers clients may use: this node alone, or in a cluster every registered node
+/// the controller has not fenced.
+fn brokers(broker: &Broker) -> Vec<MetadataResponseBroker> {
+    let config = &broker.config;
+    let Some(cluster) = &config.cluster else {
+        return vec![
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(config.node_id))
+                .with_host(wire(config.advertised_host.clone()))
+                .with_port(i32::from(config.advertised_port)),
+        ];
+    };
+    cluster
+        .view()
+        .state
+        .nodes()
+        .iter()
+        .filter(|(_, record)| !record.fenced)
+        .filter_map(|(node, record)| {
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(i32::try_from(node.value()).ok()?))
+                    .with_host(wire(record.kafka.host.clone()))
+                    .with_port(i32::from(record.kafka.port)),
+            )
+        })
+        .collect()
+}
+
 fn describe(broker: &Broker, topic: &Arc<TopicMeta>, version: i16) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
+    let node = broker.config.node_id;
+    let view = broker.config.cluster.as_ref().map(|cluster| cluster.view());
     let partitions = (0..topic.partition_count())
         .map(|index| {
-            let partition = MetadataResponsePartition::default()
+            let single = crate::cluster::PartitionView {
+                leader: node,
+                leader_epoch: super::offset_for_leader_epoch::LEADER_EPOCH,
+                replicas: vec![node],
+            };
+            let (seen, error) = match &view {
+                None => (single, None),
+                Some(view) => match crate::cluster::partition(&view.state, &topic.name, index) {
+                    Some(seen) => (seen, None),
+                    // A topic this node's engine holds that the controller does not know.
+                    None => (
+                        crate::cluster::PartitionView {
+                            leader: -1,
+                            leader_epoch: -1,
+                            replicas: Vec::new(),
+                        },
+                        Some(kafka_protocol::error::ResponseError::LeaderNotAvailable),
+                    ),
+                },
+            };
+            let replicas: Vec<BrokerId> = seen.replicas.iter().map(|&id| BrokerId(id)).collect();
+            let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(i32::try_from(index).unwrap_or(i32::MAX))
-                .with_leader_id(node)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node]);
+                .with_leader_id(BrokerId(seen.leader))
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(replicas);
+            if let Some(error) = error {
+                partition = partition.with_error_code(error.code());
+            }
             // Leader epochs are in the answer from version 7.
             if version >= 7 {
-                partition.with_leader_epoch(super::offset_for_leader_epoch::LEADER_EPOCH)
+                partition.with_leader_epoch(seen.leader_epoch)
             } else {
                 partition
             }

@@ -117,7 +117,7 @@ async fn produce_partition(
             "transactional batches are not supported yet",
         ));
     }
-    let stored = broker.router.append(topic, index, batch).await?;
+    let stored = broker.append(topic, index, batch).await?;
     let response = PartitionProduceResponse::default().with_base_offset(stored.base_offset.value());
     // The log start offset is in the answer from version 5.
     Ok(if version >= 5 {

@@ -510,7 +510,7 @@ fn write_then(
         let partition = offsets::partition_for(&group, broker.config.offsets_partitions);
         let batch = offsets::batch(&records, now_ms());
         let stored = match strand_engine::ValidatedBatch::new(batch, usize::MAX) {
-            Ok(batch) => broker.router.append(OFFSETS_TOPIC, partition, batch).await,
+            Ok(batch) => broker.append(OFFSETS_TOPIC, partition, batch).await,
             Err(error) => {
                 tracing::error!(%error, "built an invalid offsets batch");
                 let _ = reply.send(Err(ResponseError::UnknownServerError));

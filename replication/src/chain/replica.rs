@@ -273,8 +273,9 @@ impl<E: Entry> Replica<E> {
         self.advance();
     }
 
-    /// A client's append at the head: the offset of its first record.
-    pub fn append(&mut self, mut entry: E) -> Result<Offset, AppendRefused> {
+    /// Whether [`Replica::append`] would take an entry now, and if so the chain epoch it
+    /// would stamp (a host that assigns offsets before appending asks first).
+    pub fn admit(&self) -> Result<ChainEpoch, AppendRefused> {
         let node = self.node;
         if !self.attached || !self.role_head() {
             return Err(AppendRefused::NotHead { node });
@@ -289,7 +290,13 @@ impl<E: Entry> Replica<E> {
             let max = self.limits.window_entries_max;
             return Err(AppendRefused::Backlog { node, pending, max });
         }
-        entry.set_epoch(self.epoch());
+        Ok(self.epoch())
+    }
+
+    /// A client's append at the head: the offset of its first record.
+    pub fn append(&mut self, mut entry: E) -> Result<Offset, AppendRefused> {
+        let epoch = self.admit()?;
+        entry.set_epoch(epoch);
         let start = self.log_end;
         self.store(vec![entry]);
         self.start_sync();

@@ -22,9 +22,11 @@ use bytes::Bytes;
 
 use super::log_file::{LogFile, LogFileError};
 use super::membership::{Membership, Request};
+use crate::binding::{ChainHub, read_message};
 use crate::controller::{
-    ClusterState, ControllerConfig, ControllerNode, Endpoint, Heartbeat, HeartbeatAnswer,
-    ProposalId, QuorumConfig, QuorumError, ReplicaReport, Timing, decode_message, encode_message,
+    ClusterState, Command, ControllerConfig, ControllerNode, Endpoint, Heartbeat, HeartbeatAnswer,
+    PlacementError, ProposalId, QuorumConfig, QuorumError, Refused, ReplicaReport, Timing,
+    decode_message, encode_message, place,
 };
 use crate::ids::{ChainEpoch, NodeId};
 use crate::transport::{Frame, FrameBuilder, Inbound, Links, NodeMessage, WireAnswer, WireReport};
@@ -50,6 +52,9 @@ pub struct HostConfig {
     pub controller: ControllerConfig,
     /// How often this node heartbeats to the controller leader.
     pub heartbeat_ms: u64,
+    /// The shards whose chain drivers the node runs, and where they keep their state.
+    pub shards: usize,
+    pub chains_dir: PathBuf,
 }
 
 impl HostConfig {
@@ -85,8 +90,10 @@ impl HostConfig {
             },
             peers,
             kafka,
+            chains_dir: dir.with_file_name("chains"),
             dir,
             heartbeat_ms: 100,
+            shards: 1,
         }
     }
 }
@@ -102,6 +109,38 @@ pub enum HostError {
     Config(String),
     #[error("starting the controller's threads: {0}")]
     Threads(std::io::Error),
+}
+
+/// Topic requests waiting for the controller thread, at most.
+const TOPIC_REQUESTS_MAX: usize = 64;
+
+/// Why the controller did not create a topic.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicProposalError {
+    /// Only the controller leader creates topics (Kafka's NOT_CONTROLLER).
+    #[error("node {node} is not the controller leader (the leader is {leader:?})")]
+    NotController {
+        node: NodeId,
+        leader: Option<NodeId>,
+    },
+    #[error("{0}")]
+    Placement(#[from] PlacementError),
+    #[error("{0}")]
+    Refused(#[from] Refused),
+    #[error("the controller has {TOPIC_REQUESTS_MAX} topic requests waiting")]
+    Busy,
+    #[error("the controller lost its leadership before the topic was created")]
+    Lost,
+}
+
+/// A topic for the controller to create.
+#[derive(Debug)]
+struct TopicRequest {
+    name: String,
+    partitions: u32,
+    replication_factor: u16,
+    reply: futures::channel::oneshot::Sender<Result<(), TopicProposalError>>,
 }
 
 /// What the rest of the process sees of the cluster: a snapshot, replaced whole.
@@ -124,9 +163,37 @@ pub struct ClusterView {
 #[derive(Clone, Debug)]
 pub struct ControllerHandle {
     view: Arc<Mutex<Arc<ClusterView>>>,
+    chains: Arc<ChainHub>,
+    topics: std::sync::mpsc::SyncSender<TopicRequest>,
 }
 
 impl ControllerHandle {
+    /// Asks the controller to create a topic of `partitions` chains of
+    /// `replication_factor` live nodes; answers once the cluster's log applied it (or why
+    /// not). Only the leader does: others answer `NotController`.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+    ) -> Result<(), TopicProposalError> {
+        let (reply, answer) = futures::channel::oneshot::channel();
+        self.topics
+            .try_send(TopicRequest {
+                name: name.to_owned(),
+                partitions,
+                replication_factor,
+                reply,
+            })
+            .map_err(|_| TopicProposalError::Busy)?;
+        answer.await.unwrap_or(Err(TopicProposalError::Lost))
+    }
+
+    /// What the shards' chain drivers share.
+    pub fn chains(&self) -> &Arc<ChainHub> {
+        &self.chains
+    }
+
     /// The latest view.
     pub fn view(&self) -> Arc<ClusterView> {
         self.view
@@ -168,8 +235,17 @@ impl ControllerHost {
         let (log, records, _) = LogFile::open(&config.dir)?;
         let controller = ControllerNode::new(config.controller.clone(), records)?;
         let (events, inbox) = std::sync::mpsc::sync_channel(INBOX_MAX);
-        let links = Links::start(config.node, listener, &config.peers, events)
-            .map_err(HostError::Threads)?;
+        let links = Arc::new(
+            Links::start(config.node, listener, &config.peers, events)
+                .map_err(HostError::Threads)?,
+        );
+        let chains = Arc::new(ChainHub::new(
+            config.node,
+            config.shards,
+            &config.chains_dir,
+        ));
+        let (topics, topic_requests) = std::sync::mpsc::sync_channel(TOPIC_REQUESTS_MAX);
+        chains.set_links(links.clone());
         let started = Instant::now();
         let handle = ControllerHandle {
             view: Arc::new(Mutex::new(Arc::new(ClusterView {
@@ -181,6 +257,8 @@ impl ControllerHost {
                 lease_until: None,
                 connected: Vec::new(),
             }))),
+            chains,
+            topics,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let mut running = Running {
@@ -197,6 +275,8 @@ impl ControllerHost {
             links,
             started,
             registrations: HashMap::new(),
+            topic_requests,
+            topic_proposals: HashMap::new(),
             handle: handle.clone(),
             published: None,
         };
@@ -259,14 +339,19 @@ struct Running {
     controller: ControllerNode,
     membership: Membership,
     log: LogFile,
-    links: Links,
+    links: Arc<Links>,
     started: Instant,
     /// Registrations this node proposed as leader, to answer once applied.
     registrations: HashMap<ProposalId, NodeId>,
+    topic_requests: Receiver<TopicRequest>,
+    /// Topics this node proposed as leader, to answer once applied.
+    topic_proposals: HashMap<ProposalId, TopicReply>,
     handle: ControllerHandle,
     /// What the last published view was made from.
     published: Option<Published>,
 }
+
+type TopicReply = futures::channel::oneshot::Sender<Result<(), TopicProposalError>>;
 
 /// What a published view was made from: the applied index, the leader, registration,
 /// the lease's end and the connected peers.
@@ -320,6 +405,9 @@ impl Running {
                 next_tick = now + self.tick_ms;
             }
             self.membership_requests(now, &mut outbox);
+            while let Ok(request) = self.topic_requests.try_recv() {
+                self.propose_topic(request);
+            }
             self.cycle(outbox)?;
         }
         Ok(())
@@ -378,9 +466,18 @@ impl Running {
                 NodeMessage::HeartbeatAnswer { id, answer } => {
                     self.membership.answer(*id, &(*answer).into());
                 }
-                NodeMessage::Chain { .. } => {
-                    tracing::debug!(%from, "a chain message on a controller link, dropped");
-                }
+                NodeMessage::Chain {
+                    topic_id,
+                    partition,
+                    message,
+                } => match read_message(frame, message) {
+                    Ok(message) => {
+                        self.handle
+                            .chains
+                            .deliver(from, (*topic_id, *partition), message);
+                    }
+                    Err(error) => tracing::warn!(%from, %error, "chain message dropped"),
+                },
             }
         }
     }
@@ -433,6 +530,51 @@ impl Running {
         self.controller.heartbeat(&heartbeat, now)
     }
 
+    /// Proposes a topic, its chains placed on the registered nodes not fenced (heads
+    /// rotating after the partitions that exist).
+    fn propose_topic(&mut self, request: TopicRequest) {
+        let state = self.controller.state();
+        let live: Vec<NodeId> = state
+            .nodes()
+            .iter()
+            .filter(|(_, record)| !record.fenced)
+            .map(|(node, _)| *node)
+            .collect();
+        let proposed = place(
+            &live,
+            state.partition_count(),
+            usize::try_from(request.partitions).unwrap_or(usize::MAX),
+            usize::from(request.replication_factor),
+        )
+        .map_err(TopicProposalError::from)
+        .and_then(|chains| {
+            let mut id = [0u8; 16];
+            getrandom::fill(&mut id).map_err(|_| TopicProposalError::Lost)?;
+            id[6] = (id[6] & 0x0f) | 0x40;
+            id[8] = (id[8] & 0x3f) | 0x80;
+            self.controller
+                .quorum_mut()
+                .propose(&Command::CreateTopic {
+                    name: request.name.clone(),
+                    id,
+                    replication_factor: request.replication_factor,
+                    chains,
+                })
+                .map_err(|_| TopicProposalError::NotController {
+                    node: self.node,
+                    leader: self.controller.quorum().leader(),
+                })
+        });
+        match proposed {
+            Ok(proposal) => {
+                self.topic_proposals.insert(proposal, request.reply);
+            }
+            Err(error) => {
+                let _ = request.reply.send(Err(error));
+            }
+        }
+    }
+
     /// Sends what this node's membership asks of the leader; to itself when it leads.
     fn membership_requests(&mut self, now: u64, outbox: &mut Outbox) {
         let leader = self.controller.quorum().leader();
@@ -457,16 +599,13 @@ impl Running {
                 }
             }
             Request::Heartbeat { id } => {
-                // Reports of replicas join the heartbeat once partitions are replicated.
+                let reports = self.handle.chains.reports();
                 if leader == self.node {
-                    let answer = self.heartbeat(self.node, &[]);
+                    let answer = self.heartbeat(self.node, &reports);
                     self.membership.answer(id, &answer);
                     return;
                 }
-                NodeMessage::Heartbeat {
-                    id,
-                    reports: Vec::new(),
-                }
+                NodeMessage::Heartbeat { id, reports }
             }
         };
         outbox.push(self.node, leader, message);
@@ -484,6 +623,13 @@ impl Running {
             outbox.push_raft(self.node, *to, encode_message(message));
         }
         for entry in &out.applied {
+            if let Some(reply) = entry
+                .proposal
+                .and_then(|proposal| self.topic_proposals.remove(&proposal))
+            {
+                let outcome = entry.outcome.clone().map(|_| ()).map_err(Into::into);
+                let _ = reply.send(outcome);
+            }
             let Some(node) = entry
                 .proposal
                 .and_then(|proposal| self.registrations.remove(&proposal))
@@ -503,8 +649,12 @@ impl Running {
             }
         }
         if !self.controller.quorum().is_leader() {
-            // Proposals of a deposed leader may never apply; their nodes register again.
+            // Proposals of a deposed leader may never apply; their nodes register again,
+            // and clients ask the new leader to create their topics.
             self.registrations.clear();
+            for (_, reply) in self.topic_proposals.drain() {
+                let _ = reply.send(Err(TopicProposalError::Lost));
+            }
         }
         for (to, frame) in outbox.frames {
             if let Err(error) = self.links.send(to, frame.finish()) {

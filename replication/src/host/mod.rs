@@ -7,7 +7,8 @@ mod log_file;
 mod membership;
 
 pub use controller_host::{
-    ClusterView, ControllerHandle, ControllerHost, HostConfig, HostError, parse_endpoint,
+    ClusterView, ControllerHandle, ControllerHost, HostConfig, HostError, TopicProposalError,
+    parse_endpoint,
 };
 pub use log_file::{LOG_FILE_BYTES_MAX, LOG_FILE_NAME, LogFile, LogFileError};
 pub use membership::{Lease, Membership, Request};

@@ -2,9 +2,11 @@
 //! connection to every peer, kept up by its own thread, and the peers' connections to
 //! this node, each read by its own thread.
 //!
-//! This is control-plane traffic (Raft messages, registrations, heartbeats: a few small
-//! frames a tick), so it runs on plain threads with blocking sockets beside the shards,
-//! leaving io_uring rings (and the memlock they pin) to the data path.
+//! The controller's traffic (Raft messages, registrations, heartbeats: a few small frames a
+//! tick) and chain replication's share the links; they run on plain threads with blocking
+//! sockets beside the shards, leaving io_uring rings (and the memlock they pin) to the
+//! shards' disk work. Chain frames go as bulk ([`Links::send_bulk`]): bounded in bytes
+//! per peer, and never taking the queue places kept for the controller.
 //!
 //! Every bound is explicit: a peer's outgoing queue holds [`QUEUE_FRAMES_MAX`] frames and
 //! refuses more (the sender counts the frame lost; Raft and heartbeats resend); a write
@@ -32,6 +34,12 @@ use crate::ids::NodeId;
 
 /// Frames waiting to go to one peer.
 pub const QUEUE_FRAMES_MAX: usize = 256;
+
+/// Of those, the places bulk frames leave free for the controller's.
+pub const QUEUE_CONTROL_RESERVE: usize = 64;
+
+/// Bytes of bulk frames (chain replication) queued for one peer, at most.
+pub const BULK_QUEUED_BYTES_MAX: usize = 64 << 20;
 
 /// How long a write may make no progress before the connection is dropped.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -75,6 +83,9 @@ pub struct Links {
 struct Outgoing {
     queue: SyncSender<Vec<Bytes>>,
     connected: Arc<AtomicBool>,
+    /// Bytes and frames queued for the peer.
+    queued_bytes: Arc<AtomicUsize>,
+    queued_frames: Arc<AtomicUsize>,
 }
 
 /// Why a frame was not queued.
@@ -102,11 +113,15 @@ impl Links {
         for (&peer, address) in peers.iter().filter(|(peer, _)| **peer != me) {
             let (queue, frames) = std::sync::mpsc::sync_channel(QUEUE_FRAMES_MAX);
             let connected = Arc::new(AtomicBool::new(false));
+            let queued_bytes = Arc::new(AtomicUsize::new(0));
+            let queued_frames = Arc::new(AtomicUsize::new(0));
             let writer = Writer {
                 peer,
                 address: address.clone(),
                 frames,
                 connected: connected.clone(),
+                queued_bytes: queued_bytes.clone(),
+                queued_frames: queued_frames.clone(),
                 inbox: inbox.clone(),
                 stop: stop.clone(),
             };
@@ -117,7 +132,15 @@ impl Links {
                     return Err(error);
                 }
             }
-            outgoing.insert(peer, Outgoing { queue, connected });
+            outgoing.insert(
+                peer,
+                Outgoing {
+                    queue,
+                    connected,
+                    queued_bytes,
+                    queued_frames,
+                },
+            );
         }
         let acceptor = Acceptor {
             me,
@@ -149,13 +172,34 @@ impl Links {
     /// Queues a frame (as [`FrameBuilder::finish`](super::FrameBuilder::finish) made it)
     /// for `peer`.
     pub fn send(&self, peer: NodeId, frame: Vec<Bytes>) -> Result<(), SendError> {
+        self.queue(peer, frame, usize::MAX)
+    }
+
+    /// Queues a frame of bulk traffic (chain replication) for `peer`, unless
+    /// [`BULK_QUEUED_BYTES_MAX`] bytes are already queued for it: bulk data never crowds
+    /// the controller's frames out of the queue's last [`QUEUE_CONTROL_RESERVE`] places.
+    pub fn send_bulk(&self, peer: NodeId, frame: Vec<Bytes>) -> Result<(), SendError> {
+        self.queue(peer, frame, BULK_QUEUED_BYTES_MAX)
+    }
+
+    fn queue(&self, peer: NodeId, frame: Vec<Bytes>, bytes_max: usize) -> Result<(), SendError> {
         let outgoing = self
             .outgoing
             .get(&peer)
             .ok_or(SendError::UnknownPeer(peer))?;
-        outgoing.queue.try_send(frame).map_err(|error| match error {
-            TrySendError::Full(_) | TrySendError::Disconnected(_) => SendError::QueueFull(peer),
-        })
+        let len = frame_bytes(&frame);
+        let queued = outgoing.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        let bulk = bytes_max != usize::MAX;
+        let frames = outgoing.queued_frames.fetch_add(1, Ordering::Relaxed);
+        let refused = (bulk
+            && (queued + len > bytes_max || frames + QUEUE_CONTROL_RESERVE >= QUEUE_FRAMES_MAX))
+            || outgoing.queue.try_send(frame).is_err();
+        if refused {
+            outgoing.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            outgoing.queued_frames.fetch_sub(1, Ordering::Relaxed);
+            return Err(SendError::QueueFull(peer));
+        }
+        Ok(())
     }
 
     /// True while the outgoing connection to `peer` is up.
@@ -194,11 +238,19 @@ struct Writer {
     address: String,
     frames: Receiver<Vec<Bytes>>,
     connected: Arc<AtomicBool>,
+    queued_bytes: Arc<AtomicUsize>,
+    queued_frames: Arc<AtomicUsize>,
     inbox: SyncSender<Inbound>,
     stop: Arc<AtomicBool>,
 }
 
 impl Writer {
+    fn dequeued(&self, frame: &[Bytes]) {
+        self.queued_bytes
+            .fetch_sub(frame_bytes(frame), Ordering::Relaxed);
+        self.queued_frames.fetch_sub(1, Ordering::Relaxed);
+    }
+
     fn run(self) {
         let mut backoff = POLL;
         let mut stream: Option<TcpStream> = None;
@@ -223,7 +275,7 @@ impl Writer {
                         // returns; Raft and heartbeats send fresh ones.
                         loop {
                             match self.frames.try_recv() {
-                                Ok(_) => {}
+                                Ok(frame) => self.dequeued(&frame),
                                 Err(TryRecvError::Empty) => break,
                                 Err(TryRecvError::Disconnected) => return,
                             }
@@ -235,7 +287,10 @@ impl Writer {
                 }
             }
             let frame = match self.frames.recv_timeout(POLL) {
-                Ok(frame) => frame,
+                Ok(frame) => {
+                    self.dequeued(&frame);
+                    frame
+                }
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
@@ -266,6 +321,10 @@ impl Writer {
         }
         Err(last)
     }
+}
+
+fn frame_bytes(frame: &[Bytes]) -> usize {
+    frame.iter().map(Bytes::len).sum()
 }
 
 /// Writes every part of a frame, in order.

@@ -8,4 +8,7 @@ pub use frame::{
     ChainWire, FRAME_BYTES_MAX, Frame, FrameBuilder, FrameError, FrameHeader, HEADER_BYTES_MAX,
     NodeMessage, Span, WireAnswer, WireReport, frame_len,
 };
-pub use links::{INBOUND_PER_PEER_MAX, Inbound, Links, QUEUE_FRAMES_MAX, SendError, WRITE_TIMEOUT};
+pub use links::{
+    BULK_QUEUED_BYTES_MAX, INBOUND_PER_PEER_MAX, Inbound, Links, QUEUE_CONTROL_RESERVE,
+    QUEUE_FRAMES_MAX, SendError, WRITE_TIMEOUT,
+};

@@ -1,0 +1,104 @@
+//! The Kafka view of a cluster, from this node's copy of the controller's state: the
+//! live nodes are the brokers, the controller leader is the controller, and each
+//! partition's chain gives its leader (the head), leader epoch (the chain epoch) and
+//! replicas and in-sync replicas (the members, who all acknowledge every committed
+//! offset). Topics are created by the controller leader, which places their chains.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use strand_engine::TopicMeta;
+use strand_replication::controller::ClusterState;
+use strand_replication::host::ControllerHandle;
+
+use crate::broker::Broker;
+use crate::kafka_errors::KafkaError;
+
+/// Chains of new topics have at most this many nodes when the client leaves the factor
+/// to the broker (`default.replication.factor`).
+pub const DEFAULT_REPLICATION_FACTOR: usize = 3;
+
+/// How long a created topic may take to reach this node's engine.
+const CREATED_TOPIC_WAIT: Duration = Duration::from_secs(10);
+
+/// The replication factor a CreateTopics entry asks for (`-1`: the default, capped by the
+/// registered nodes).
+pub fn replication_factor(cluster: &ControllerHandle, asked: i16) -> Result<u16, KafkaError> {
+    if asked == -1 {
+        let nodes = cluster.view().state.nodes().len();
+        let factor = nodes.clamp(1, DEFAULT_REPLICATION_FACTOR);
+        return Ok(u16::try_from(factor).unwrap_or(1));
+    }
+    u16::try_from(asked)
+        .ok()
+        .filter(|&factor| factor > 0)
+        .ok_or_else(|| {
+            KafkaError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {asked} must be at least 1"),
+            )
+        })
+}
+
+/// Has the controller create a topic, then waits until this node's engine holds it.
+pub async fn create_topic(
+    broker: &Broker,
+    cluster: &ControllerHandle,
+    name: &str,
+    partitions: u32,
+    factor: u16,
+) -> Result<Arc<TopicMeta>, KafkaError> {
+    cluster.create_topic(name, partitions, factor).await?;
+    tracing::info!(
+        topic = name,
+        partitions,
+        factor,
+        "topic created through the controller"
+    );
+    let waited = std::time::Instant::now();
+    loop {
+        if let Some(topic) = broker.topic(name) {
+            return Ok(topic);
+        }
+        if waited.elapsed() > CREATED_TOPIC_WAIT {
+            return Err(KafkaError::new(
+                ResponseError::RequestTimedOut,
+                format!("topic {name} was created but has not reached this node yet"),
+            ));
+        }
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A partition as Kafka clients see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionView {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+}
+
+/// Partition `index` of `topic`, if the controller knows it.
+pub fn partition(state: &ClusterState, topic: &str, index: u32) -> Option<PartitionView> {
+    let record = state
+        .topic(topic)?
+        .partitions
+        .get(usize::try_from(index).ok()?)?;
+    let chain = &record.chain;
+    let id = |node: strand_replication::NodeId| i32::try_from(node.value()).unwrap_or(-1);
+    Some(PartitionView {
+        leader: id(chain.head()),
+        leader_epoch: strand_replication::binding::leader_epoch(chain.epoch),
+        replicas: chain.members.iter().map(|member| id(member.node)).collect(),
+    })
+}
+
+/// The controller leader this node knows of, or -1.
+pub fn controller_id(cluster: &ControllerHandle) -> i32 {
+    cluster
+        .view()
+        .leader
+        .and_then(|leader| i32::try_from(leader.value()).ok())
+        .unwrap_or(-1)
+}
