@@ -10,62 +10,15 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Broker, free_port};
+use support::cluster::Cluster;
 
-struct Node {
-    port: u16,
-    dir: tempfile::TempDir,
-    broker: Option<Broker>,
+/// What an operator sees of a cluster node.
+trait Operator {
+    fn status(&self, id: usize) -> (bool, String);
+    fn wait_for(&self, id: usize, what: &str, done: impl Fn(bool, &Status) -> bool) -> Status;
 }
 
-struct Cluster {
-    nodes: Vec<Node>,
-    peers: String,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let internal: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let peers = internal
-            .iter()
-            .enumerate()
-            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut cluster = Cluster {
-            nodes: (0..3)
-                .map(|_| Node {
-                    port: free_port(),
-                    dir: tempfile::tempdir().unwrap(),
-                    broker: None,
-                })
-                .collect(),
-            peers,
-        };
-        for id in 0..3 {
-            cluster.start_node(id);
-        }
-        cluster
-    }
-
-    fn start_node(&mut self, id: usize) {
-        let node = &mut self.nodes[id];
-        let node_id = id.to_string();
-        node.broker = Some(Broker::start_on(
-            node.port,
-            1,
-            node.dir.path(),
-            &[
-                "--metrics",
-                "none",
-                "--node-id",
-                &node_id,
-                "--peers",
-                &self.peers,
-            ],
-        ));
-    }
-
+impl Operator for Cluster {
     /// `strand cluster status --nodes-only` against node `id`: its exit status and output.
     fn status(&self, id: usize) -> (bool, String) {
         let output = Command::new(env!("CARGO_BIN_EXE_strand"))
@@ -146,7 +99,7 @@ fn a_killed_controller_leader_is_fenced_replaced_and_taken_back() {
         assert!(healthy && seen.all_live(), "node {id}: {text}");
     }
 
-    cluster.nodes[leader].broker.take().unwrap().kill();
+    cluster.kill(leader);
     let witness = (leader + 1) % 3;
     let status = cluster.wait_for(
         witness,
@@ -168,7 +121,5 @@ fn a_killed_controller_leader_is_fenced_replaced_and_taken_back() {
     cluster.wait_for(witness, "every node agrees", |healthy, status| {
         healthy && status.all_live()
     });
-    for id in 0..3 {
-        cluster.nodes[id].broker.take().unwrap().stop();
-    }
+    cluster.stop();
 }

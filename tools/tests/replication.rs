@@ -1,0 +1,255 @@
+//! Chain replication across three real `strand serve` processes, driven by librdkafka as
+//! a user would: an idempotent producer with acks=all writes while one node of the
+//! partition's chain (the head, a middle node or the tail) is SIGKILLed. The client
+//! follows the failover by itself; afterwards every acknowledged message is read back, in
+//! order, exactly once, and producing goes on. The killed node, restarted, catches up and
+//! rejoins the chain.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use support::cluster::{Cluster, SETTLE};
+
+const TOPIC: &str = "chained";
+
+/// Which member of the chain is killed.
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Head = 0,
+    Middle = 1,
+    Tail = 2,
+}
+
+/// The partition's chain (head first) as Metadata reports it, once it satisfies `done`.
+fn chain(cluster: &Cluster, what: &str, done: impl Fn(&[usize]) -> bool) -> Vec<usize> {
+    let consumer: BaseConsumer = cluster.client_config().create().unwrap();
+    let started = Instant::now();
+    loop {
+        if let Ok(metadata) = consumer.fetch_metadata(Some(TOPIC), Duration::from_secs(2))
+            && let Some(partition) = metadata
+                .topics()
+                .first()
+                .and_then(|topic| topic.partitions().first())
+            && partition.error().is_none()
+            && partition.replicas().first() == Some(&partition.leader())
+        {
+            let members: Vec<usize> = partition
+                .replicas()
+                .iter()
+                .map(|&id| usize::try_from(id).unwrap())
+                .collect();
+            if done(&members) {
+                return members;
+            }
+        }
+        assert!(
+            started.elapsed() < SETTLE,
+            "no chain {what} within {SETTLE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Creates the topic (one partition, three replicas) once the controller can place it.
+fn create_topic(cluster: &Cluster) {
+    let admin: AdminClient<DefaultClientContext> = cluster.client_config().create().unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+    let started = Instant::now();
+    loop {
+        let topic = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(3));
+        let outcome = futures::executor::block_on(admin.create_topics([&topic], &options));
+        match outcome.map(|mut results| results.remove(0)) {
+            Ok(Ok(_)) => return,
+            other => {
+                assert!(
+                    started.elapsed() < SETTLE,
+                    "topic not created within {SETTLE:?}: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// What the producer saw: each acknowledged value with its offset, and when.
+struct Acked {
+    value: u64,
+    offset: i64,
+    at: Instant,
+    sent: Instant,
+}
+
+/// Produces 0, 1, 2, ... (8 in flight, idempotent, acks=all) until `stop`; sends what
+/// was acknowledged.
+fn produce(mut config: rdkafka::ClientConfig, stop: &AtomicBool, acked: &mpsc::Sender<Acked>) {
+    let producer: FutureProducer = config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("retry.backoff.ms", "50")
+        .create()
+        .unwrap();
+    let mut value = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let sends: Vec<_> = (0..8)
+            .map(|_| {
+                value += 1;
+                let payload = value.to_string();
+                let sent = Instant::now();
+                let delivery =
+                    producer.send_result(FutureRecord::<(), _>::to(TOPIC).payload(&payload));
+                (value, sent, delivery.unwrap())
+            })
+            .collect();
+        for (value, sent, delivery) in sends {
+            if let Ok(Ok(delivered)) = futures::executor::block_on(delivery) {
+                let _ = acked.send(Acked {
+                    value,
+                    offset: delivered.offset,
+                    at: Instant::now(),
+                    sent,
+                });
+            }
+        }
+    }
+}
+
+/// Every value in the partition from the beginning, in log order, read through `bootstrap`.
+fn read_all(bootstrap: &str, expected_at_least: usize) -> Vec<(i64, u64)> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "reader")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(TOPIC, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let mut read = Vec::new();
+    let started = Instant::now();
+    let mut idle = Instant::now();
+    while started.elapsed() < SETTLE {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let value = std::str::from_utf8(message.payload().unwrap()).unwrap();
+                read.push((message.offset(), value.parse().unwrap()));
+                idle = Instant::now();
+            }
+            Some(Err(error)) => panic!("consuming failed: {error}"),
+            None if read.len() >= expected_at_least && idle.elapsed() > Duration::from_secs(1) => {
+                break;
+            }
+            None => {}
+        }
+    }
+    read
+}
+
+/// The log holds every acknowledged value at its acknowledged offset, values in the order
+/// they were sent, none twice.
+fn check_log(read: &[(i64, u64)], acked: &[Acked]) {
+    for pair in read.windows(2) {
+        assert!(
+            pair[0].1 < pair[1].1 && pair[0].0 < pair[1].0,
+            "out of order or repeated: {pair:?}"
+        );
+    }
+    let by_value: std::collections::HashMap<u64, i64> = read
+        .iter()
+        .map(|&(offset, value)| (value, offset))
+        .collect();
+    for ack in acked {
+        assert_eq!(
+            by_value.get(&ack.value),
+            Some(&ack.offset),
+            "acknowledged value {} (offset {}) is not where it was acknowledged",
+            ack.value,
+            ack.offset
+        );
+    }
+}
+
+fn kill_under_load(role: Role) {
+    let mut cluster = Cluster::start();
+    create_topic(&cluster);
+    let members = chain(&cluster, "of three", |members| members.len() == 3);
+    let victim = members[role as usize];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acks, acked) = mpsc::channel();
+    let producer = {
+        let config = cluster.client_config();
+        let stop = stop.clone();
+        std::thread::spawn(move || produce(config, &stop, &acks))
+    };
+    let mut seen: Vec<Acked> = Vec::new();
+    let wait_acks = |seen: &mut Vec<Acked>, count: usize, what: &str| {
+        let started = Instant::now();
+        while seen.len() < count {
+            assert!(
+                started.elapsed() < SETTLE,
+                "{what}: {} acknowledged",
+                seen.len()
+            );
+            if let Ok(ack) = acked.recv_timeout(Duration::from_millis(100)) {
+                seen.push(ack);
+            }
+        }
+    };
+    wait_acks(&mut seen, 200, "before the kill");
+    let killed_at = Instant::now();
+    cluster.kill(victim);
+    let before = seen.len();
+    wait_acks(&mut seen, before + 200, "after the kill");
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    seen.extend(acked.try_iter());
+    let resumed = seen
+        .iter()
+        .filter(|ack| ack.sent > killed_at)
+        .map(|ack| ack.at - killed_at)
+        .min()
+        .unwrap();
+    eprintln!("{role:?} (node {victim}) killed: produce resumed after {resumed:?}");
+
+    let survivor = members.iter().copied().find(|&id| id != victim).unwrap();
+    let read = read_all(&cluster.bootstrap(survivor), seen.len());
+    check_log(&read, &seen);
+
+    // Restarted, the killed node catches up and rejoins at the tail.
+    cluster.start_node(victim);
+    chain(&cluster, "with the restarted node at its tail", |members| {
+        members.len() == 3 && members.last() == Some(&victim)
+    });
+    cluster.stop();
+}
+
+#[test]
+fn killing_the_head_loses_no_acknowledged_message() {
+    kill_under_load(Role::Head);
+}
+
+#[test]
+fn killing_a_middle_node_loses_no_acknowledged_message() {
+    kill_under_load(Role::Middle);
+}
+
+#[test]
+fn killing_the_tail_loses_no_acknowledged_message() {
+    kill_under_load(Role::Tail);
+}

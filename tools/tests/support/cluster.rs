@@ -1,0 +1,107 @@
+//! Three `strand serve` processes on loopback forming a cluster (`--node-id`, `--peers`),
+//! each on its own free ports and data directory, killed when dropped.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+use super::{Broker, free_port};
+
+pub struct Node {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub broker: Option<Broker>,
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    peers: String,
+}
+
+impl Cluster {
+    /// Three nodes, ids 0, 1 and 2, all started.
+    pub fn start() -> Cluster {
+        let internal: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let peers = internal
+            .iter()
+            .enumerate()
+            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            nodes: (0..3)
+                .map(|_| Node {
+                    port: free_port(),
+                    dir: tempfile::tempdir().expect("temporary directory"),
+                    broker: None,
+                })
+                .collect(),
+            peers,
+        };
+        for id in 0..3 {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    /// (Re)starts node `id` on its ports and data directory.
+    pub fn start_node(&mut self, id: usize) {
+        let node = &mut self.nodes[id];
+        let node_id = id.to_string();
+        node.broker = Some(Broker::start_on(
+            node.port,
+            1,
+            node.dir.path(),
+            &[
+                "--metrics",
+                "none",
+                "--node-id",
+                &node_id,
+                "--peers",
+                &self.peers,
+            ],
+        ));
+    }
+
+    /// SIGKILLs node `id`.
+    pub fn kill(&mut self, id: usize) {
+        if let Some(broker) = self.nodes[id].broker.take() {
+            broker.kill();
+        }
+    }
+
+    pub fn bootstrap(&self, id: usize) -> String {
+        format!("127.0.0.1:{}", self.nodes[id].port)
+    }
+
+    /// Every node's Kafka address, for a client's bootstrap list.
+    pub fn bootstrap_all(&self) -> String {
+        (0..self.nodes.len())
+            .map(|id| self.bootstrap(id))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A librdkafka configuration bootstrapped on every node.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.bootstrap_all())
+            .set("message.timeout.ms", "30000")
+            .set("socket.timeout.ms", "10000")
+            .set("topic.metadata.refresh.interval.ms", "500");
+        config
+    }
+
+    /// Stops every node still running, cleanly.
+    pub fn stop(mut self) {
+        for node in &mut self.nodes {
+            if let Some(broker) = node.broker.take() {
+                broker.stop();
+            }
+        }
+    }
+}
+
+/// How long cluster tests wait for a state before failing.
+pub const SETTLE: Duration = Duration::from_secs(30);
