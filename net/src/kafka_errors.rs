@@ -6,8 +6,7 @@ use strand_engine::producer_state::SequenceError;
 use strand_engine::{AppendError, BatchError, ReadError, TopicError};
 use strand_replication::binding::ProduceError;
 use strand_replication::chain::AppendRefused;
-use strand_replication::controller::Refused;
-use strand_replication::host::TopicProposalError;
+use strand_replication::controller::TopicRefusal;
 
 /// A Kafka error code with the message that explains it to a person.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,23 +115,17 @@ impl From<ProduceError> for KafkaError {
     }
 }
 
-impl From<TopicProposalError> for KafkaError {
-    fn from(error: TopicProposalError) -> Self {
-        let code = match &error {
-            TopicProposalError::NotController { .. } | TopicProposalError::Lost => {
-                ResponseError::NotController
-            }
-            TopicProposalError::Placement(_) => ResponseError::InvalidReplicationFactor,
-            TopicProposalError::Refused(Refused::TopicExists(_)) => {
-                ResponseError::TopicAlreadyExists
-            }
-            TopicProposalError::Refused(Refused::TooManyPartitions { .. }) => {
-                ResponseError::InvalidPartitions
-            }
-            TopicProposalError::Busy => ResponseError::ThrottlingQuotaExceeded,
+impl From<TopicRefusal> for KafkaError {
+    fn from(refusal: TopicRefusal) -> Self {
+        let code = match &refusal {
+            TopicRefusal::NoController | TopicRefusal::Lost => ResponseError::NotController,
+            TopicRefusal::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            TopicRefusal::TopicExists(_) => ResponseError::TopicAlreadyExists,
+            TopicRefusal::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            TopicRefusal::Busy(_) => ResponseError::ThrottlingQuotaExceeded,
             _ => ResponseError::InvalidRequest,
         };
-        KafkaError::new(code, error.to_string())
+        KafkaError::new(code, refusal.to_string())
     }
 }
 

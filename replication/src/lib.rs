@@ -14,8 +14,8 @@
 //! state machine too, and the simulation runs it as the controller; the cluster metadata
 //! ([`controller::ClusterState`]) is replicated by [`controller::Quorum`], a sans-IO Raft
 //! member on raft-rs, driven by `tests/quorum_simulation.rs`. [`host`] runs the quorum
-//! on a thread with its log file and [`transport`] links; the binding of chains to the
-//! storage engine is not built yet.
+//! on a thread with its log file and [`transport`] links; [`binding`] runs the chains of
+//! each shard's partitions against the storage engine (this part does I/O, on the shards).
 //!
 //! Public boundary: [`NodeId`], [`ChainEpoch`], [`chain::Chain`], [`chain::Member`],
 //! [`chain::Replica`], [`chain::Recovered`], [`chain::Limits`], [`chain::Message`],

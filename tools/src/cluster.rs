@@ -67,8 +67,20 @@ pub fn run(bootstrap: &str, command: ClusterCommand) -> anyhow::Result<bool> {
     Ok(fenced == 0 && controller >= 0)
 }
 
+/// Each partition's chain, with the committed offset its head reports (a head knows the
+/// committed offset first; other members learn it with the next message).
 fn partitions(client: &mut AdminClient) -> anyhow::Result<()> {
-    let mut topics = metadata(client, None)?.topics;
+    let response = metadata(client, None)?;
+    let addresses: std::collections::HashMap<i32, String> = response
+        .brokers
+        .iter()
+        .map(|broker| {
+            let address = format!("{}:{}", broker.host.as_str(), broker.port);
+            (broker.node_id.0, address)
+        })
+        .collect();
+    let mut heads: std::collections::HashMap<i32, AdminClient> = std::collections::HashMap::new();
+    let mut topics = response.topics;
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     println!("\nPARTITIONS\n==========");
     println!(
@@ -82,6 +94,17 @@ fn partitions(client: &mut AdminClient) -> anyhow::Result<()> {
         let indexes: Vec<i32> = partitions.iter().map(|p| p.partition_index).collect();
         let committed = offsets(client, name, &indexes, -1)?;
         for (at, partition) in partitions.iter().enumerate() {
+            let head = partition.leader_id.0;
+            let from_head = addresses.get(&head).and_then(|address| {
+                let client = match heads.entry(head) {
+                    std::collections::hash_map::Entry::Occupied(held) => held.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(AdminClient::connect(address).ok()?)
+                    }
+                };
+                offsets(client, name, &[partition.partition_index], -1).ok()
+            });
+            let committed = from_head.map_or(committed[at], |found| found[0]);
             let list = |nodes: &[kafka_protocol::messages::BrokerId]| {
                 let ids: Vec<String> = nodes.iter().map(|id| id.0.to_string()).collect();
                 format!("[{}]", ids.join(","))
@@ -93,7 +116,7 @@ fn partitions(client: &mut AdminClient) -> anyhow::Result<()> {
                 partition.leader_epoch,
                 list(&partition.replica_nodes),
                 list(&partition.isr_nodes),
-                committed[at]
+                committed
             );
         }
     }

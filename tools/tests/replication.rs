@@ -253,3 +253,52 @@ fn killing_a_middle_node_loses_no_acknowledged_message() {
 fn killing_the_tail_loses_no_acknowledged_message() {
     kill_under_load(Role::Tail);
 }
+
+/// Failover time, kill to the first acknowledgement of a message sent after it, over
+/// `STRAND_FAILOVER_KILLS` (default 20) SIGKILLs of the head under load, each killed node
+/// restarted and rejoined before the next kill. A measurement, not a check of time: run
+/// with `cargo test --release -p strand --test replication -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement (about 2 minutes); the benchmark runner reports it"]
+fn failover_time_over_repeated_head_kills() {
+    let kills: usize = std::env::var("STRAND_FAILOVER_KILLS")
+        .ok()
+        .and_then(|kills| kills.parse().ok())
+        .unwrap_or(20);
+    let mut cluster = Cluster::start();
+    create_topic(&cluster);
+    chain(&cluster, "of three", |members| members.len() == 3);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acks, acked) = mpsc::channel::<Acked>();
+    let producer = {
+        let config = cluster.client_config();
+        let stop = stop.clone();
+        std::thread::spawn(move || produce(config, &stop, &acks))
+    };
+    let mut times = Vec::with_capacity(kills);
+    for round in 0..kills {
+        let head = chain(&cluster, "of three", |members| members.len() == 3)[0];
+        acked.try_iter().for_each(drop);
+        let killed_at = Instant::now();
+        cluster.kill(head);
+        let resumed = loop {
+            let ack = acked.recv_timeout(SETTLE).expect("produce resumes");
+            if ack.sent > killed_at {
+                break ack.at - killed_at;
+            }
+        };
+        eprintln!("kill {round}: head node {head}, produce resumed after {resumed:?}");
+        times.push(resumed);
+        cluster.start_node(head);
+        chain(&cluster, "with the restarted node at its tail", |members| {
+            members.len() == 3 && members.last() == Some(&head)
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    times.sort();
+    let median = times[times.len() / 2];
+    let max = times[times.len() - 1];
+    eprintln!("failover over {kills} head kills: median {median:?}, max {max:?}");
+    cluster.stop();
+}

@@ -6,7 +6,8 @@
 //! - a restarted node registers, which always opens a new epoch (a head's entries before
 //!   and after a restart must not share one), and is detached unless no other member is
 //!   known to hold every committed offset;
-//! - a live node outside the chain attaches as the learner;
+//! - a live node outside the chain attaches as the learner, while the chain is shorter than
+//!   the topic's replication factor;
 //! - the learner is promoted to tail once it reports its log durable up to the committed
 //!   offset, on fresh news from the head;
 //! - a promoted member is known to hold every committed offset once a head has committed
@@ -98,6 +99,9 @@ pub struct ChainKeeper {
     /// The highest committed offset any replica reported.
     committed: Offset,
     reports: BTreeMap<NodeId, ReplicaReport>,
+    /// The chain's length to keep (the topic's replication factor): a live node outside
+    /// the chain attaches as the learner only while the chain is shorter.
+    factor: usize,
 }
 
 impl ChainKeeper {
@@ -112,7 +116,15 @@ impl ChainKeeper {
             record,
             committed: Offset::ZERO,
             reports: BTreeMap::new(),
+            factor: usize::MAX,
         }
+    }
+
+    /// Keeps the chain at `factor` members (without it, every live node joins).
+    #[must_use]
+    pub fn with_factor(mut self, factor: usize) -> ChainKeeper {
+        self.factor = factor.max(1);
+        self
     }
 
     pub fn chain(&self) -> &Chain {
@@ -177,6 +189,7 @@ impl ChainKeeper {
         }
         let next = self.record.chain.epoch.next();
         if learner.is_none()
+            && members.len() < self.factor
             && let Some(&node) = nodes.iter().find(|&&node| {
                 !members.iter().any(|m| m.node == node) && !liveness.silent(node, now_ms)
             })
@@ -285,6 +298,23 @@ mod tests {
             1,
             "the last member is never removed"
         );
+    }
+
+    #[test]
+    fn a_chain_grows_only_to_its_replication_factor() {
+        let mut keeper = ChainKeeper::new(&[node(1), node(2)]).with_factor(2);
+        let mut liveness = Liveness::new(Timing::new(10, 20), &nodes(), 0);
+        beat(&mut liveness, 5, &[]);
+        assert!(
+            !keeper.decide(&liveness, 6, &nodes()),
+            "a full chain takes no learner: {:?}",
+            keeper.chain()
+        );
+        // Node 2 falls silent and leaves: node 3 attaches to bring the chain back to two.
+        beat(&mut liveness, 15, &[2]);
+        assert!(keeper.decide(&liveness, 30, &nodes()));
+        assert_eq!(members(&keeper), vec![1]);
+        assert_eq!(keeper.chain().learner.map(|l| l.node), Some(node(3)));
     }
 
     #[test]

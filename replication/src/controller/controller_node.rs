@@ -242,10 +242,10 @@ impl ControllerNode {
                     name.clone(),
                     u32::try_from(index).expect("bounded partitions"),
                 );
-                let mut keeper = duty
-                    .keepers
-                    .remove(&key)
-                    .unwrap_or_else(|| ChainKeeper::from_record(record.clone()));
+                let mut keeper = duty.keepers.remove(&key).unwrap_or_else(|| {
+                    ChainKeeper::from_record(record.clone())
+                        .with_factor(usize::from(topic.replication_factor))
+                });
                 if keeper.chain().epoch != record.chain.epoch {
                     keeper.adopt(record.clone());
                 }

@@ -14,6 +14,7 @@ mod placement;
 mod quorum;
 mod quorum_log;
 mod raft_logging;
+mod topic_request;
 
 pub use chain_keeper::{ChainKeeper, ChainRecord, ReplicaReport};
 pub use cluster::{
@@ -30,3 +31,4 @@ pub use quorum::{
     VOTERS_MAX, decode_message, encode_message,
 };
 pub use quorum_log::{LogRecord, QuorumLog, RECORD_BYTES_MAX, Replayed};
+pub use topic_request::{TopicRefusal, create_topic_command};

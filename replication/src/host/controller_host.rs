@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,11 +22,12 @@ use bytes::Bytes;
 
 use super::log_file::{LogFile, LogFileError};
 use super::membership::{Membership, Request};
+use super::topic_desk::{Asker, TOPIC_REQUESTS_MAX, TopicDesk, TopicRequest};
 use crate::binding::{ChainHub, read_message};
 use crate::controller::{
-    ClusterState, Command, ControllerConfig, ControllerNode, Endpoint, Heartbeat, HeartbeatAnswer,
-    PlacementError, ProposalId, QuorumConfig, QuorumError, Refused, ReplicaReport, Timing,
-    decode_message, encode_message, place,
+    ClusterState, ControllerConfig, ControllerNode, Endpoint, Heartbeat, HeartbeatAnswer,
+    ProposalId, QuorumConfig, QuorumError, ReplicaReport, Timing, TopicRefusal,
+    create_topic_command, decode_message, encode_message,
 };
 use crate::ids::{ChainEpoch, NodeId};
 use crate::transport::{Frame, FrameBuilder, Inbound, Links, NodeMessage, WireAnswer, WireReport};
@@ -111,38 +112,6 @@ pub enum HostError {
     Threads(std::io::Error),
 }
 
-/// Topic requests waiting for the controller thread, at most.
-const TOPIC_REQUESTS_MAX: usize = 64;
-
-/// Why the controller did not create a topic.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TopicProposalError {
-    /// Only the controller leader creates topics (Kafka's NOT_CONTROLLER).
-    #[error("node {node} is not the controller leader (the leader is {leader:?})")]
-    NotController {
-        node: NodeId,
-        leader: Option<NodeId>,
-    },
-    #[error("{0}")]
-    Placement(#[from] PlacementError),
-    #[error("{0}")]
-    Refused(#[from] Refused),
-    #[error("the controller has {TOPIC_REQUESTS_MAX} topic requests waiting")]
-    Busy,
-    #[error("the controller lost its leadership before the topic was created")]
-    Lost,
-}
-
-/// A topic for the controller to create.
-#[derive(Debug)]
-struct TopicRequest {
-    name: String,
-    partitions: u32,
-    replication_factor: u16,
-    reply: futures::channel::oneshot::Sender<Result<(), TopicProposalError>>,
-}
-
 /// What the rest of the process sees of the cluster: a snapshot, replaced whole.
 #[derive(Clone, Debug)]
 pub struct ClusterView {
@@ -164,7 +133,7 @@ pub struct ClusterView {
 pub struct ControllerHandle {
     view: Arc<Mutex<Arc<ClusterView>>>,
     chains: Arc<ChainHub>,
-    topics: std::sync::mpsc::SyncSender<TopicRequest>,
+    topics: SyncSender<TopicRequest>,
 }
 
 impl ControllerHandle {
@@ -176,7 +145,7 @@ impl ControllerHandle {
         name: &str,
         partitions: u32,
         replication_factor: u16,
-    ) -> Result<(), TopicProposalError> {
+    ) -> Result<(), TopicRefusal> {
         let (reply, answer) = futures::channel::oneshot::channel();
         self.topics
             .try_send(TopicRequest {
@@ -185,8 +154,8 @@ impl ControllerHandle {
                 replication_factor,
                 reply,
             })
-            .map_err(|_| TopicProposalError::Busy)?;
-        answer.await.unwrap_or(Err(TopicProposalError::Lost))
+            .map_err(|_| TopicRefusal::Busy(TOPIC_REQUESTS_MAX))?;
+        answer.await.unwrap_or(Err(TopicRefusal::Lost))
     }
 
     /// What the shards' chain drivers share.
@@ -276,7 +245,7 @@ impl ControllerHost {
             started,
             registrations: HashMap::new(),
             topic_requests,
-            topic_proposals: HashMap::new(),
+            topics: TopicDesk::default(),
             handle: handle.clone(),
             published: None,
         };
@@ -344,14 +313,11 @@ struct Running {
     /// Registrations this node proposed as leader, to answer once applied.
     registrations: HashMap<ProposalId, NodeId>,
     topic_requests: Receiver<TopicRequest>,
-    /// Topics this node proposed as leader, to answer once applied.
-    topic_proposals: HashMap<ProposalId, TopicReply>,
+    topics: TopicDesk,
     handle: ControllerHandle,
     /// What the last published view was made from.
     published: Option<Published>,
 }
-
-type TopicReply = futures::channel::oneshot::Sender<Result<(), TopicProposalError>>;
 
 /// What a published view was made from: the applied index, the leader, registration,
 /// the lease's end and the connected peers.
@@ -406,7 +372,7 @@ impl Running {
             }
             self.membership_requests(now, &mut outbox);
             while let Ok(request) = self.topic_requests.try_recv() {
-                self.propose_topic(request);
+                self.topic_request(request, now, &mut outbox);
             }
             self.cycle(outbox)?;
         }
@@ -465,6 +431,26 @@ impl Running {
                 }
                 NodeMessage::HeartbeatAnswer { id, answer } => {
                     self.membership.answer(*id, &(*answer).into());
+                }
+                NodeMessage::CreateTopic {
+                    id,
+                    name,
+                    partitions,
+                    replication_factor,
+                } => {
+                    let asker = Asker::Peer {
+                        node: from,
+                        id: *id,
+                    };
+                    if self.controller.quorum().is_leader() {
+                        self.propose_topic(name, *partitions, *replication_factor, asker, outbox);
+                    } else {
+                        self.answer_topic(asker, Err(TopicRefusal::NoController), outbox);
+                    }
+                }
+                NodeMessage::TopicAnswer { id, refusal } => {
+                    let outcome = refusal.clone().map_or(Ok(()), Err);
+                    self.topics.answered(*id, outcome);
                 }
                 NodeMessage::Chain {
                     topic_id,
@@ -530,48 +516,89 @@ impl Running {
         self.controller.heartbeat(&heartbeat, now)
     }
 
-    /// Proposes a topic, its chains placed on the registered nodes not fenced (heads
-    /// rotating after the partitions that exist).
-    fn propose_topic(&mut self, request: TopicRequest) {
-        let state = self.controller.state();
-        let live: Vec<NodeId> = state
-            .nodes()
-            .iter()
-            .filter(|(_, record)| !record.fenced)
-            .map(|(node, _)| *node)
-            .collect();
-        let proposed = place(
-            &live,
-            state.partition_count(),
-            usize::try_from(request.partitions).unwrap_or(usize::MAX),
-            usize::from(request.replication_factor),
-        )
-        .map_err(TopicProposalError::from)
-        .and_then(|chains| {
-            let mut id = [0u8; 16];
-            getrandom::fill(&mut id).map_err(|_| TopicProposalError::Lost)?;
-            id[6] = (id[6] & 0x0f) | 0x40;
-            id[8] = (id[8] & 0x3f) | 0x80;
-            self.controller
-                .quorum_mut()
-                .propose(&Command::CreateTopic {
-                    name: request.name.clone(),
+    /// The front end asks for a topic: proposed here as leader, else forwarded to the
+    /// leader.
+    fn topic_request(&mut self, request: TopicRequest, now: u64, outbox: &mut Outbox) {
+        let TopicRequest {
+            name,
+            partitions,
+            replication_factor,
+            reply,
+        } = request;
+        if self.controller.quorum().is_leader() {
+            let asker = Asker::Local(reply);
+            self.propose_topic(&name, partitions, replication_factor, asker, outbox);
+            return;
+        }
+        let Some(leader) = self.controller.quorum().leader() else {
+            let _ = reply.send(Err(TopicRefusal::NoController));
+            return;
+        };
+        match self.topics.forward(reply, now) {
+            Ok(id) => outbox.push(
+                self.node,
+                leader,
+                NodeMessage::CreateTopic {
                     id,
-                    replication_factor: request.replication_factor,
-                    chains,
-                })
-                .map_err(|_| TopicProposalError::NotController {
-                    node: self.node,
-                    leader: self.controller.quorum().leader(),
-                })
-        });
+                    name,
+                    partitions,
+                    replication_factor,
+                },
+            ),
+            Err(reply) => {
+                let _ = reply.send(Err(TopicRefusal::Busy(TOPIC_REQUESTS_MAX)));
+            }
+        }
+    }
+
+    /// Proposes a topic (this node leads), answering `asker` at once if it cannot be.
+    fn propose_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u16,
+        asker: Asker,
+        outbox: &mut Outbox,
+    ) {
+        if !self.topics.can_propose() {
+            self.answer_topic(asker, Err(TopicRefusal::Busy(TOPIC_REQUESTS_MAX)), outbox);
+            return;
+        }
+        let mut id = [0u8; 16];
+        if getrandom::fill(&mut id).is_err() {
+            self.answer_topic(asker, Err(TopicRefusal::Lost), outbox);
+            return;
+        }
+        // A version 4 (random) UUID, as Kafka's topic ids.
+        id[6] = (id[6] & 0x0f) | 0x40;
+        id[8] = (id[8] & 0x3f) | 0x80;
+        let state = self.controller.state();
+        let proposed = create_topic_command(state, name, partitions, replication_factor, id)
+            .and_then(|command| {
+                self.controller
+                    .quorum_mut()
+                    .propose(&command)
+                    .map_err(|_| TopicRefusal::NoController)
+            });
         match proposed {
-            Ok(proposal) => {
-                self.topic_proposals.insert(proposal, request.reply);
+            Ok(proposal) => self.topics.proposed(proposal, asker, self.now_ms()),
+            Err(refusal) => self.answer_topic(asker, Err(refusal), outbox),
+        }
+    }
+
+    fn answer_topic(&self, asker: Asker, outcome: Result<(), TopicRefusal>, outbox: &mut Outbox) {
+        match asker {
+            Asker::Local(reply) => {
+                let _ = reply.send(outcome);
             }
-            Err(error) => {
-                let _ = request.reply.send(Err(error));
-            }
+            Asker::Peer { node, id } => outbox.push(
+                self.node,
+                node,
+                NodeMessage::TopicAnswer {
+                    id,
+                    refusal: outcome.err(),
+                },
+            ),
         }
     }
 
@@ -623,12 +650,12 @@ impl Running {
             outbox.push_raft(self.node, *to, encode_message(message));
         }
         for entry in &out.applied {
-            if let Some(reply) = entry
+            if let Some(asker) = entry
                 .proposal
-                .and_then(|proposal| self.topic_proposals.remove(&proposal))
+                .and_then(|proposal| self.topics.applied(proposal))
             {
                 let outcome = entry.outcome.clone().map(|_| ()).map_err(Into::into);
-                let _ = reply.send(outcome);
+                self.answer_topic(asker, outcome, &mut outbox);
             }
             let Some(node) = entry
                 .proposal
@@ -649,12 +676,13 @@ impl Running {
             }
         }
         if !self.controller.quorum().is_leader() {
-            // Proposals of a deposed leader may never apply; their nodes register again,
-            // and clients ask the new leader to create their topics.
+            // Proposals of a deposed leader may never apply; their nodes register again.
             self.registrations.clear();
-            for (_, reply) in self.topic_proposals.drain() {
-                let _ = reply.send(Err(TopicProposalError::Lost));
-            }
+        }
+        // Clients ask again (the new leader) for topics whose proposals were lost.
+        let deposed = !self.controller.quorum().is_leader();
+        for asker in self.topics.expire(self.now_ms(), deposed) {
+            self.answer_topic(asker, Err(TopicRefusal::Lost), &mut outbox);
         }
         for (to, frame) in outbox.frames {
             if let Err(error) = self.links.send(to, frame.finish()) {

@@ -11,7 +11,7 @@
 
 use bytes::{Buf, Bytes};
 
-use crate::controller::Endpoint;
+use crate::controller::{Endpoint, TopicRefusal};
 use crate::ids::NodeId;
 
 /// The largest frame, header and payload together (a claim past it is refused before any
@@ -69,6 +69,18 @@ pub enum NodeMessage {
     HeartbeatAnswer {
         id: u64,
         answer: WireAnswer,
+    },
+    /// A node asks the controller leader to create a topic (a Kafka client asked it).
+    CreateTopic {
+        id: u64,
+        name: String,
+        partitions: u32,
+        replication_factor: u16,
+    },
+    /// The leader's answer to the node's `CreateTopic` `id`: `None` once it is created.
+    TopicAnswer {
+        id: u64,
+        refusal: Option<TopicRefusal>,
     },
     /// A chain replication message of one partition.
     Chain {

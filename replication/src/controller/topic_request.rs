@@ -1,0 +1,131 @@
+//! A request to create a topic, as the controller leader turns it into a command: chains
+//! placed on the registered nodes the controller has not fenced, heads rotating after the
+//! partitions that exist. Refusals travel between nodes (a request forwarded to the
+//! leader), so they carry their reason as text.
+
+use super::cluster::{ClusterState, Command, Refused};
+use super::placement::place;
+use crate::ids::NodeId;
+
+/// Why the controller did not create a topic.
+#[derive(
+    Clone, Debug, PartialEq, Eq, thiserror::Error, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+#[non_exhaustive]
+pub enum TopicRefusal {
+    /// No controller leader is known (Kafka's NOT_CONTROLLER; clients retry).
+    #[error("no controller leader is known")]
+    NoController,
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("topic {0} already exists")]
+    TopicExists(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the controller has {0} topic requests waiting")]
+    Busy(usize),
+    /// The leader changed (or did not answer) before the topic was created.
+    #[error("the controller leader changed before answering")]
+    Lost,
+}
+
+impl From<Refused> for TopicRefusal {
+    fn from(refused: Refused) -> TopicRefusal {
+        match refused {
+            Refused::TopicExists(name) => TopicRefusal::TopicExists(name),
+            refused @ (Refused::TooManyPartitions { .. } | Refused::NoPartitions) => {
+                TopicRefusal::InvalidPartitions(refused.to_string())
+            }
+            refused => TopicRefusal::Invalid(refused.to_string()),
+        }
+    }
+}
+
+/// The command that creates topic `name` of `partitions` chains of `factor` nodes, with
+/// topic id `id`, checked against `state` (the existing topic, a placement that cannot
+/// be made).
+pub fn create_topic_command(
+    state: &ClusterState,
+    name: &str,
+    partitions: u32,
+    factor: u16,
+    id: [u8; 16],
+) -> Result<Command, TopicRefusal> {
+    if state.topic(name).is_some() {
+        return Err(TopicRefusal::TopicExists(name.to_owned()));
+    }
+    let live: Vec<NodeId> = state
+        .nodes()
+        .iter()
+        .filter(|(_, record)| !record.fenced)
+        .map(|(node, _)| *node)
+        .collect();
+    let count = usize::try_from(partitions).unwrap_or(usize::MAX);
+    if count == 0 || count > super::cluster::TOPIC_PARTITIONS_MAX {
+        return Err(TopicRefusal::InvalidPartitions(format!(
+            "a topic has 1 to {} partitions, not {partitions}",
+            super::cluster::TOPIC_PARTITIONS_MAX
+        )));
+    }
+    let chains = place(&live, state.partition_count(), count, usize::from(factor))
+        .map_err(|error| TopicRefusal::InvalidReplicationFactor(error.to_string()))?;
+    Ok(Command::CreateTopic {
+        name: name.to_owned(),
+        id,
+        replication_factor: factor,
+        chains,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::controller::Endpoint;
+
+    fn registered(nodes: &[u32]) -> ClusterState {
+        let mut state = ClusterState::default();
+        for &node in nodes {
+            let endpoint = Endpoint {
+                host: "127.0.0.1".into(),
+                port: 9092,
+            };
+            state
+                .apply(Command::RegisterNode {
+                    node: NodeId::new(node),
+                    kafka: endpoint.clone(),
+                    internal: endpoint,
+                    incarnation: 1,
+                })
+                .unwrap();
+        }
+        state
+    }
+
+    #[test]
+    fn topics_are_placed_on_live_nodes_and_bad_requests_refused_with_the_reason() {
+        let mut state = registered(&[0, 1, 2]);
+        let command = create_topic_command(&state, "t", 3, 3, [1; 16]).unwrap();
+        let Command::CreateTopic { chains, .. } = &command else {
+            panic!("{command:?}")
+        };
+        assert_eq!(chains.len(), 3);
+        assert!(chains.iter().all(|chain| chain.len() == 3));
+        state.apply(command).unwrap();
+        assert_eq!(
+            create_topic_command(&state, "t", 1, 1, [2; 16]),
+            Err(TopicRefusal::TopicExists("t".into()))
+        );
+        assert!(matches!(
+            create_topic_command(&state, "u", 1, 4, [2; 16]),
+            Err(TopicRefusal::InvalidReplicationFactor(_))
+        ));
+        assert!(matches!(
+            create_topic_command(&state, "u", 0, 1, [2; 16]),
+            Err(TopicRefusal::InvalidPartitions(_))
+        ));
+    }
+}
