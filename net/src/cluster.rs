@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use strand_engine::TopicMeta;
-use strand_replication::controller::ClusterState;
-use strand_replication::host::ControllerHandle;
+use strand_replication::host::{ClusterView, ControllerHandle};
 
 use crate::broker::Broker;
 use crate::kafka_errors::KafkaError;
@@ -79,16 +78,22 @@ pub struct PartitionView {
     pub replicas: Vec<i32>,
 }
 
-/// Partition `index` of `topic`, if the controller knows it.
-pub fn partition(state: &ClusterState, topic: &str, index: u32) -> Option<PartitionView> {
-    let record = state
+/// Partition `index` of `topic`, if the controller knows it. A head this node has no link
+/// to (it may have died: the controller replaces it once its silence lasts) is reported as
+/// no leader (-1), so clients keep asking for metadata, as they do for a leaderless
+/// partition, and find the new head as soon as the chain changes.
+pub fn partition(view: &ClusterView, topic: &str, index: u32) -> Option<PartitionView> {
+    let record = view
+        .state
         .topic(topic)?
         .partitions
         .get(usize::try_from(index).ok()?)?;
     let chain = &record.chain;
     let id = |node: strand_replication::NodeId| i32::try_from(node.value()).unwrap_or(-1);
+    let head = chain.head();
+    let reachable = head == view.node || view.connected.contains(&head);
     Some(PartitionView {
-        leader: id(chain.head()),
+        leader: if reachable { id(head) } else { -1 },
         leader_epoch: strand_replication::binding::leader_epoch(chain.epoch),
         replicas: chain.members.iter().map(|member| id(member.node)).collect(),
     })

@@ -280,6 +280,12 @@ fn failover_time_over_repeated_head_kills() {
         let head = chain(&cluster, "of three", |members| members.len() == 3)[0];
         acked.try_iter().for_each(drop);
         let killed_at = Instant::now();
+        eprintln!(
+            "kill {round} at {:?} since the epoch",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+        );
         cluster.kill(head);
         let resumed = loop {
             let ack = acked.recv_timeout(SETTLE).expect("produce resumes");

@@ -143,7 +143,11 @@ fn describe(broker: &Broker, topic: &Arc<TopicMeta>, version: i16) -> MetadataRe
             };
             let (seen, error) = match &view {
                 None => (single, None),
-                Some(view) => match crate::cluster::partition(&view.state, &topic.name, index) {
+                Some(view) => match crate::cluster::partition(view, &topic.name, index) {
+                    Some(seen) if seen.leader < 0 => (
+                        seen,
+                        Some(kafka_protocol::error::ResponseError::LeaderNotAvailable),
+                    ),
                     Some(seen) => (seen, None),
                     // A topic this node's engine holds that the controller does not know.
                     None => (

@@ -560,6 +560,19 @@ impl Driver {
         let Some(slot) = self.slots.get_mut(&key) else {
             return;
         };
+        let known = slot.replica.chain().map(|chain| chain.epoch);
+        if known.is_none_or(|known| known < chain.epoch) {
+            let members: Vec<u32> = chain.members.iter().map(|m| m.node.value()).collect();
+            let learner = chain.learner.map(|l| l.node.value());
+            tracing::info!(
+                topic = slot.topic,
+                partition = slot.index,
+                epoch = chain.epoch.value(),
+                ?members,
+                ?learner,
+                "chain"
+            );
+        }
         slot.replica.reconfigure(chain);
         let head = slot
             .replica

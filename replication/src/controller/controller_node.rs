@@ -5,8 +5,11 @@
 //! Liveness and reports live only at the leader (they change every heartbeat; the log
 //! carries only the decisions). A node that becomes leader therefore knows nothing of the
 //! leases its predecessor granted; it counts every node as heard at the moment it took over
-//! plus a grace of two election timeouts, the longest a deposed leader can go on granting
-//! leases before check-quorum makes it step down. Only then can silence remove a node.
+//! plus a grace. A deposed leader goes on granting leases for at most 2 election timeouts
+//! (ET) after it last heard a quorum (check-quorum then makes it step down), and the new
+//! leader is elected at least 1 ET after that moment, so the last lease it may not know
+//! of ends within ET + lease of the election. Silence removes a node no earlier than
+//! grace + silence after the election, so the grace is ET + lease - silence (and a tick).
 //!
 //! A lease is granted in the answer to a heartbeat, together with the log index the leader
 //! had applied. The node counts the lease from when it sent the heartbeat, and uses it
@@ -216,8 +219,12 @@ impl ControllerNode {
             return;
         }
         let quorum = &self.config.quorum;
-        let election_ms = 2 * u64::try_from(quorum.election_ticks).unwrap_or(u64::MAX / 4);
-        let grace_ms = election_ms.saturating_mul(self.config.tick_ms);
+        let election_ticks = u64::try_from(quorum.election_ticks).unwrap_or(u64::MAX / 4);
+        let election_ms = election_ticks.saturating_mul(self.config.tick_ms);
+        let timing = self.config.timing;
+        // One tick of margin for the tick the check-quorum step-down may land on.
+        let grace_ms =
+            (election_ms + timing.lease_ms + self.config.tick_ms).saturating_sub(timing.silence_ms);
         let nodes: Vec<NodeId> = self.quorum.state().nodes().keys().copied().collect();
         self.duty = Some(LeaderDuty {
             liveness: Liveness::new(self.config.timing, &nodes, self.now_ms + grace_ms),

@@ -48,7 +48,11 @@ impl Broker {
             .arg("--data-dir")
             .arg(data_dir)
             .args(flags)
-            .env("STRAND_LOG", "warn")
+            // STRAND_TEST_LOG=info shows the brokers' logs in a test's output.
+            .env(
+                "STRAND_LOG",
+                std::env::var("STRAND_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .spawn()
             .expect("starting strand serve");
