@@ -70,6 +70,26 @@ pub async fn create_topic(
     }
 }
 
+/// The largest node id of a cluster: producer ids carry it in their high bits.
+pub const NODE_ID_MAX: u32 = (1 << 22) - 1;
+
+/// Bits of a cluster producer id that count the node's own allocations.
+const PRODUCER_ID_LOCAL_BITS: u32 = 40;
+
+/// A producer id unique across the cluster: each node allocates its own sequence (kept in
+/// its data directory), and the node id in the high bits keeps two nodes' ids apart, so an
+/// idempotent producer's state never mixes with another's when a partition's head moves.
+pub fn producer_id(node: i32, local: i64) -> Result<i64, KafkaError> {
+    let node = i64::from(node);
+    if !(0..=i64::from(NODE_ID_MAX)).contains(&node) || local >= 1 << PRODUCER_ID_LOCAL_BITS {
+        return Err(KafkaError::new(
+            ResponseError::UnknownServerError,
+            format!("node {node} has allocated all its producer ids"),
+        ));
+    }
+    Ok((node << PRODUCER_ID_LOCAL_BITS) | local)
+}
+
 /// A partition as Kafka clients see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionView {
@@ -106,4 +126,22 @@ pub fn controller_id(cluster: &ControllerHandle) -> i32 {
         .leader
         .and_then(|leader| i32::try_from(leader.value()).ok())
         .unwrap_or(-1)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn producer_ids_of_two_nodes_never_meet() {
+        assert_eq!(producer_id(0, 7).unwrap(), 7);
+        assert_ne!(producer_id(1, 7).unwrap(), producer_id(2, 7).unwrap());
+        let last = (1 << PRODUCER_ID_LOCAL_BITS) - 1;
+        assert!(producer_id(1, last).unwrap() < producer_id(2, 0).unwrap());
+        assert!(producer_id(1, last + 1).is_err());
+        let top = i32::try_from(NODE_ID_MAX).unwrap();
+        assert!(producer_id(top, last).unwrap() > 0, "fits a positive i64");
+    }
 }

@@ -207,8 +207,11 @@ fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<NodeId, String>> {
             .trim()
             .parse()
             .with_context(|| format!("{id:?} in {entry:?} is not a node id"))?;
-        if i32::try_from(id).is_err() {
-            bail!("node id {id} is past {}", i32::MAX);
+        if id > strand_net::cluster::NODE_ID_MAX {
+            bail!(
+                "node id {id} is past {} (a cluster's producer ids carry the node id)",
+                strand_net::cluster::NODE_ID_MAX
+            );
         }
         let address = address.trim();
         split_host_port(address).with_context(|| format!("{entry:?}"))?;

@@ -90,9 +90,18 @@ struct Acked {
     sent: Instant,
 }
 
-/// Produces 0, 1, 2, ... (8 in flight, idempotent, acks=all) until `stop`; sends what
-/// was acknowledged.
-fn produce(mut config: rdkafka::ClientConfig, stop: &AtomicBool, acked: &mpsc::Sender<Acked>) {
+/// Values of the second producer (the one that talks to a paused and resumed head) start
+/// here, so each producer's values rise in the log on their own.
+const SECOND_STREAM: u64 = 1 << 40;
+
+/// Produces `first`, `first + 1`, ... (8 in flight, idempotent, acks=all) until `stop`;
+/// sends what was acknowledged.
+fn produce(
+    mut config: rdkafka::ClientConfig,
+    first: u64,
+    stop: &AtomicBool,
+    acked: &mpsc::Sender<Acked>,
+) {
     let producer: FutureProducer = config
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -100,7 +109,7 @@ fn produce(mut config: rdkafka::ClientConfig, stop: &AtomicBool, acked: &mpsc::S
         .set("retry.backoff.ms", "50")
         .create()
         .unwrap();
-    let mut value = 0u64;
+    let mut value = first - 1;
     while !stop.load(Ordering::Relaxed) {
         let sends: Vec<_> = (0..8)
             .map(|_| {
@@ -160,14 +169,20 @@ fn read_all(bootstrap: &str, expected_at_least: usize) -> Vec<(i64, u64)> {
     read
 }
 
-/// The log holds every acknowledged value at its acknowledged offset, values in the order
-/// they were sent, none twice.
+/// The log holds every acknowledged value at its acknowledged offset, each producer's
+/// values in the order they were sent, none twice.
 fn check_log(read: &[(i64, u64)], acked: &[Acked]) {
-    for pair in read.windows(2) {
-        assert!(
-            pair[0].1 < pair[1].1 && pair[0].0 < pair[1].0,
-            "out of order or repeated: {pair:?}"
-        );
+    for second in [false, true] {
+        let values: Vec<&(i64, u64)> = read
+            .iter()
+            .filter(|(_, value)| (*value >= SECOND_STREAM) == second)
+            .collect();
+        for pair in values.windows(2) {
+            assert!(
+                pair[0].1 < pair[1].1 && pair[0].0 < pair[1].0,
+                "out of order or repeated: {pair:?}"
+            );
+        }
     }
     let by_value: std::collections::HashMap<u64, i64> = read
         .iter()
@@ -195,7 +210,7 @@ fn kill_under_load(role: Role) {
     let producer = {
         let config = cluster.client_config();
         let stop = stop.clone();
-        std::thread::spawn(move || produce(config, &stop, &acks))
+        std::thread::spawn(move || produce(config, 1, &stop, &acks))
     };
     let mut seen: Vec<Acked> = Vec::new();
     let wait_acks = |seen: &mut Vec<Acked>, count: usize, what: &str| {
@@ -239,6 +254,76 @@ fn kill_under_load(role: Role) {
     cluster.stop();
 }
 
+/// A paused head (SIGSTOP) is cut out of the chain like a dead one, and producing goes on
+/// at the new head. Resumed (SIGCONT), the old head acknowledges nothing on its own: a
+/// producer that knows only the old head gets its batches refused until it follows the
+/// new head, and every batch acknowledged to either producer is in the log where it was
+/// acknowledged.
+#[test]
+fn a_paused_head_is_fenced_and_acknowledges_nothing_after_it_resumes() {
+    let cluster = Cluster::start();
+    create_topic(&cluster);
+    let members = chain(&cluster, "of three", |members| members.len() == 3);
+    let paused = members[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acks, acked) = mpsc::channel();
+    let producer = {
+        let config = cluster.client_config();
+        let (stop, acks) = (stop.clone(), acks.clone());
+        std::thread::spawn(move || produce(config, 1, &stop, &acks))
+    };
+    let mut seen: Vec<Acked> = Vec::new();
+    let wait_acks = |seen: &mut Vec<Acked>, count: usize, what: &str| {
+        let started = Instant::now();
+        while seen.len() < count {
+            assert!(
+                started.elapsed() < SETTLE,
+                "{what}: {} acknowledged",
+                seen.len()
+            );
+            if let Ok(ack) = acked.recv_timeout(Duration::from_millis(100)) {
+                seen.push(ack);
+            }
+        }
+    };
+    wait_acks(&mut seen, 100, "before the pause");
+    cluster.signal(paused, "STOP");
+    chain(&cluster, "without the paused head", |members| {
+        !members.contains(&paused)
+    });
+    let before = seen.len();
+    wait_acks(&mut seen, before + 100, "at the new head");
+
+    cluster.signal(paused, "CONT");
+    let mut stale = rdkafka::ClientConfig::new();
+    stale
+        .set("bootstrap.servers", cluster.bootstrap(paused))
+        .set("message.timeout.ms", "20000");
+    let second = {
+        let stop = stop.clone();
+        std::thread::spawn(move || produce(stale, SECOND_STREAM, &stop, &acks))
+    };
+    // The second producer, bootstrapped on the old head alone, finds the new head.
+    let started = Instant::now();
+    while seen.iter().filter(|ack| ack.value >= SECOND_STREAM).count() < 50 {
+        assert!(
+            started.elapsed() < SETTLE,
+            "the producer that knew only the resumed head got no acknowledgement"
+        );
+        if let Ok(ack) = acked.recv_timeout(Duration::from_millis(100)) {
+            seen.push(ack);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    second.join().unwrap();
+    seen.extend(acked.try_iter());
+    let survivor = members.iter().copied().find(|&id| id != paused).unwrap();
+    let read = read_all(&cluster.bootstrap(survivor), seen.len());
+    check_log(&read, &seen);
+    cluster.stop();
+}
+
 #[test]
 fn killing_the_head_loses_no_acknowledged_message() {
     kill_under_load(Role::Head);
@@ -273,7 +358,7 @@ fn failover_time_over_repeated_head_kills() {
     let producer = {
         let config = cluster.client_config();
         let stop = stop.clone();
-        std::thread::spawn(move || produce(config, &stop, &acks))
+        std::thread::spawn(move || produce(config, 1, &stop, &acks))
     };
     let mut times = Vec::with_capacity(kills);
     for round in 0..kills {

@@ -41,5 +41,8 @@ async fn assign(
         return Ok((id, epoch + 1));
     }
     let id = broker.router.allocate_producer_id().await?;
-    Ok((id, 0))
+    match &broker.config.cluster {
+        Some(_) => Ok((crate::cluster::producer_id(broker.config.node_id, id)?, 0)),
+        None => Ok((id, 0)),
+    }
 }

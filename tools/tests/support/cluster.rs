@@ -70,6 +70,17 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to node `id`'s process.
+    pub fn signal(&self, id: usize, signal: &str) {
+        let pid = self.nodes[id].broker.as_ref().expect("running node").pid();
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+
     pub fn bootstrap(&self, id: usize) -> String {
         format!("127.0.0.1:{}", self.nodes[id].port)
     }
