@@ -393,3 +393,109 @@ fn failover_time_over_repeated_head_kills() {
     eprintln!("failover over {kills} head kills: median {median:?}, max {max:?}");
     cluster.stop();
 }
+
+/// A consumer group's committed offsets are replicated with `__consumer_offsets`: its
+/// coordinator (the head of the group's offsets partition) is SIGKILLed, and the group,
+/// coordinated by the new head, resumes where it committed.
+#[test]
+fn a_group_resumes_from_its_committed_offset_after_its_coordinator_dies() {
+    use rdkafka::consumer::CommitMode;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let mut cluster = Cluster::start();
+    create_topic(&cluster);
+    chain(&cluster, "of three", |members| members.len() == 3);
+    let producer: ThreadedProducer<DefaultProducerContext> = cluster
+        .client_config()
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for value in 0..100u32 {
+        producer
+            .send(BaseRecord::<(), _>::to(TOPIC).payload(&value.to_string()))
+            .unwrap();
+    }
+    producer.flush(SETTLE).unwrap();
+
+    let consumer = |cluster: &Cluster| -> BaseConsumer {
+        let consumer: BaseConsumer = cluster
+            .client_config()
+            .set("group.id", "survivors")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[TOPIC]).unwrap();
+        consumer
+    };
+    let first = consumer(&cluster);
+    let mut read = 0;
+    let started = Instant::now();
+    while read < 40 {
+        assert!(started.elapsed() < SETTLE, "read {read} of 40");
+        if let Some(message) = first.poll(Duration::from_millis(200)) {
+            message.unwrap();
+            read += 1;
+        }
+    }
+    let mut position = rdkafka::TopicPartitionList::new();
+    position
+        .add_partition_offset(TOPIC, 0, rdkafka::Offset::Offset(40))
+        .unwrap();
+    let started = Instant::now();
+    while let Err(error) = first.commit(&position, CommitMode::Sync) {
+        assert!(started.elapsed() < SETTLE, "commit failed: {error}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let coordinator = first
+        .client()
+        .fetch_metadata(None, Duration::from_secs(5))
+        .ok()
+        .and_then(|_| group_coordinator(&first));
+    drop(first);
+    let coordinator = coordinator.expect("the group has a coordinator");
+    cluster.kill(coordinator);
+
+    let second = consumer(&cluster);
+    let started = Instant::now();
+    let resumed = loop {
+        assert!(started.elapsed() < SETTLE, "the group did not resume");
+        if let Some(Ok(message)) = second.poll(Duration::from_millis(200)) {
+            break message.offset();
+        }
+    };
+    assert_eq!(resumed, 40, "the group resumes at its committed offset");
+    drop(second);
+    cluster.stop();
+}
+
+/// The node coordinating `consumer`'s group, from FindCoordinator as librdkafka keeps it.
+fn group_coordinator(consumer: &BaseConsumer) -> Option<usize> {
+    let committed = consumer
+        .committed(Duration::from_secs(5))
+        .ok()
+        .filter(|list| list.count() > 0)?;
+    drop(committed);
+    let metadata = consumer
+        .client()
+        .fetch_metadata(Some("__consumer_offsets"), Duration::from_secs(5))
+        .ok()?;
+    let partition = group_partition("survivors", metadata.topics()[0].partitions().len());
+    let leader = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .find(|p| p.id() == partition)?
+        .leader();
+    usize::try_from(leader).ok()
+}
+
+/// Kafka's partition of `__consumer_offsets` for a group: `abs(hashCode) % partitions`.
+fn group_partition(group: &str, partitions: usize) -> i32 {
+    let hash = group.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
+    positive % i32::try_from(partitions).unwrap()
+}

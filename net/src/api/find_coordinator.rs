@@ -1,5 +1,6 @@
-//! FindCoordinator: on a single node every group's coordinator is this broker.
-//! Transactions are not served, so a transaction coordinator is never found.
+//! FindCoordinator: on a single node every group's coordinator is this broker; in a
+//! cluster it is the head of the group's `__consumer_offsets` partition. Transactions are
+//! not served, so a transaction coordinator is never found.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -20,13 +21,31 @@ pub async fn handle(
     version: i16,
 ) -> Option<FindCoordinatorResponse> {
     let config = &broker.config;
+    if config.cluster.is_some() && request.key_type == GROUP {
+        broker.ensure_offsets_topic().await;
+    }
     let found = |key: StrBytes| {
-        let coordinator = Coordinator::default().with_key(key);
+        let coordinator = Coordinator::default().with_key(key.clone());
         if request.key_type == GROUP {
-            coordinator
-                .with_node_id(BrokerId(config.node_id))
-                .with_host(wire(config.advertised_host.clone()))
-                .with_port(i32::from(config.advertised_port))
+            let Some(cluster) = &config.cluster else {
+                return coordinator
+                    .with_node_id(BrokerId(config.node_id))
+                    .with_host(wire(config.advertised_host.clone()))
+                    .with_port(i32::from(config.advertised_port));
+            };
+            match head_of_group(cluster, config.offsets_partitions, &key) {
+                Some((node, host, port)) => coordinator
+                    .with_node_id(BrokerId(node))
+                    .with_host(wire(host))
+                    .with_port(i32::from(port)),
+                None => coordinator
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                    .with_error_message(Some(wire(format!(
+                        "group {key}: its offsets partition has no reachable head yet"
+                    )))),
+            }
         } else {
             coordinator
                 .with_node_id(BrokerId(-1))
@@ -59,4 +78,23 @@ pub async fn handle(
     } else {
         response
     })
+}
+
+/// The node heading group `group`'s partition of `__consumer_offsets`, with its Kafka
+/// address, if that node is reachable from here.
+fn head_of_group(
+    cluster: &strand_replication::host::ControllerHandle,
+    partitions: u32,
+    group: &str,
+) -> Option<(i32, String, u16)> {
+    let partition = crate::groups::offsets::partition_for(group, partitions);
+    let view = cluster.view();
+    let seen = crate::cluster::partition(&view, crate::groups::offsets::OFFSETS_TOPIC, partition)?;
+    let node = u32::try_from(seen.leader).ok()?;
+    let record = view
+        .state
+        .nodes()
+        .get(&strand_replication::NodeId::new(node))
+        .filter(|record| !record.fenced)?;
+    Some((seen.leader, record.kafka.host.clone(), record.kafka.port))
 }

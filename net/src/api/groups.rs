@@ -35,22 +35,27 @@ use crate::groups::route;
 const SESSION_TIMEOUT_MIN_MS: i32 = 1000;
 const SESSION_TIMEOUT_MAX_MS: i32 = 1_800_000;
 
-/// Sends `call` (made with its reply sender) to `group`'s coordinator and awaits the answer.
+/// Sends `call` (made with its reply sender) to `group`'s coordinator and awaits the answer;
+/// the error code when this node cannot coordinate the group (in a cluster: it is not the
+/// head of the group's `__consumer_offsets` partition, or has not committed as head yet).
 async fn ask<T>(
     broker: &Broker,
     group: &str,
     call: impl FnOnce(oneshot::Sender<T>) -> GroupCall,
-) -> Option<T> {
+) -> Result<T, ResponseError> {
     broker.ensure_offsets_topic().await;
+    crate::groups::coordinates(broker, group)?;
     let (reply, answer) = oneshot::channel();
     if !broker
         .coordinators
         .send(route(broker, group), call(reply))
         .await
     {
-        return None;
+        return Err(ResponseError::CoordinatorNotAvailable);
     }
-    answer.await.ok()
+    answer
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable)
 }
 
 fn invalid_group(group: &str) -> Option<ResponseError> {
@@ -102,7 +107,17 @@ pub async fn join(
                 require_known_id: version >= 4,
             };
             broker.ensure_offsets_topic().await;
-            let sent = broker.coordinators.send(route(broker, &group), call).await;
+            let sent = match crate::groups::coordinates(broker, &group) {
+                Ok(()) => broker.coordinators.send(route(broker, &group), call).await,
+                Err(code) => {
+                    drop(call);
+                    return Some(
+                        JoinGroupResponse::default()
+                            .with_error_code(code.code())
+                            .with_generation_id(-1),
+                    );
+                }
+            };
             match (sent, answer.await) {
                 (true, Ok(response)) => response,
                 _ => JoinGroupResponse::default()
@@ -142,15 +157,16 @@ pub async fn sync(
         .collect();
     let answer = match invalid_group(&group) {
         Some(code) => None.ok_or(code),
-        None => ask(broker, &group, |reply| GroupCall::Sync {
-            group: group.clone(),
-            member_id: request.member_id.to_string(),
-            generation: request.generation_id,
-            assignments,
-            reply,
-        })
-        .await
-        .ok_or(ResponseError::CoordinatorNotAvailable),
+        None => {
+            ask(broker, &group, |reply| GroupCall::Sync {
+                group: group.clone(),
+                member_id: request.member_id.to_string(),
+                generation: request.generation_id,
+                assignments,
+                reply,
+            })
+            .await
+        }
     };
     let mut response =
         answer.unwrap_or_else(|code| SyncGroupResponse::default().with_error_code(code.code()));
@@ -175,7 +191,7 @@ pub async fn heartbeat(
         reply,
     })
     .await
-    .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
+    .and_then(|answer| answer);
     let code = answer.err().map_or(0, |code| code.code());
     Some(HeartbeatResponse::default().with_error_code(code))
 }
@@ -206,7 +222,7 @@ pub async fn leave(
         reply,
     })
     .await
-    .unwrap_or_else(|| vec![Err(ResponseError::CoordinatorNotAvailable); count]);
+    .unwrap_or_else(|code| vec![Err(code); count]);
     let code = |answer: &Result<(), ResponseError>| answer.err().map_or(0, |code| code.code());
     if version < 3 {
         return Some(
@@ -274,7 +290,7 @@ pub async fn commit(
             reply,
         })
         .await
-        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable)),
+        .and_then(|answer| answer),
     };
     let topics = request
         .topics
@@ -326,13 +342,16 @@ pub async fn fetch(
         reply,
     })
     .await;
-    let Some(found) = found else {
-        let code = ResponseError::CoordinatorNotAvailable.code();
-        return Some(if version >= 2 {
-            OffsetFetchResponse::default().with_error_code(code)
-        } else {
-            OffsetFetchResponse::default()
-        });
+    let found = match found {
+        Ok(found) => found,
+        Err(code) => {
+            let code = code.code();
+            return Some(if version >= 2 {
+                OffsetFetchResponse::default().with_error_code(code)
+            } else {
+                OffsetFetchResponse::default()
+            });
+        }
     };
     let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
     for (topic, partition, committed) in found {
@@ -428,9 +447,9 @@ pub async fn describe(
         .await;
         let entry = DescribedGroup::default().with_group_id(group.clone());
         described.push(match view {
-            None => entry.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
-            Some(None) => entry.with_group_state(wire("Dead")),
-            Some(Some(view)) => {
+            Err(code) => entry.with_error_code(code.code()),
+            Ok(None) => entry.with_group_state(wire("Dead")),
+            Ok(Some(view)) => {
                 let members = view
                     .members
                     .into_iter()
@@ -473,7 +492,7 @@ pub async fn delete(
             reply,
         })
         .await
-        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable));
+        .and_then(|answer| answer);
         results.push(
             delete_groups_response::DeletableGroupResult::default()
                 .with_group_id(group.clone())

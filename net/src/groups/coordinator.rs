@@ -98,6 +98,23 @@ pub enum GroupCall {
     },
 }
 
+impl GroupCall {
+    /// The group the call is about (none for a listing).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            GroupCall::Join { group, .. }
+            | GroupCall::Sync { group, .. }
+            | GroupCall::Heartbeat { group, .. }
+            | GroupCall::Leave { group, .. }
+            | GroupCall::Commit { group, .. }
+            | GroupCall::Fetch { group, .. }
+            | GroupCall::Describe { group, .. }
+            | GroupCall::Delete { group, .. } => Some(group),
+            GroupCall::List { .. } => None,
+        }
+    }
+}
+
 /// The coordinators' channels, made before the shards start; each shard takes its inbox.
 #[derive(Debug)]
 pub struct Coordinators {
@@ -168,10 +185,32 @@ pub async fn run(broker: Rc<Broker>, inbox: flume::Receiver<GroupCall>) {
     })
     .detach();
     let mut loaded = false;
+    // In a cluster: the chain epoch each offsets partition was loaded in.
+    let mut loaded_in: HashMap<u32, u64> = HashMap::new();
     while let Ok(call) = inbox.recv_async().await {
-        if !loaded {
-            load(&broker, &state).await;
-            loaded = true;
+        match &broker.config.cluster {
+            None if !loaded => {
+                load(&broker, &state).await;
+                loaded = true;
+            }
+            None => {}
+            Some(cluster) => {
+                if let Some(group) = call.group() {
+                    let partition = offsets::partition_for(group, broker.config.offsets_partitions);
+                    let view = cluster.view();
+                    let topic = view.state.topic(OFFSETS_TOPIC).map(|topic| topic.id);
+                    let ready = topic.and_then(|id| cluster.chains().head_ready((id, partition)));
+                    if let Some(epoch) = ready
+                        && loaded_in.get(&partition) != Some(&epoch)
+                    {
+                        // This node became the partition's head: what it knew of the
+                        // partition's groups may be stale; the log has it all.
+                        forget_partition(&broker, &state, partition);
+                        load_partition(&broker, &state, partition).await;
+                        loaded_in.insert(partition, epoch);
+                    }
+                }
+            }
         }
         handle(&broker, &state, call);
         broker.groups.set(state.borrow().groups.len());
@@ -187,56 +226,76 @@ async fn load(broker: &Broker, state: &Rc<RefCell<Groups>>) {
     };
     let mut records = 0usize;
     for partition in 0..topic.partition_count() {
-        if topic.owner(partition) != Some(router.shard()) {
-            continue;
-        }
-        let mut from = Offset::ZERO;
-        loop {
-            let read = match router
-                .read(OFFSETS_TOPIC, partition, from, LOAD_READ_BYTES)
-                .await
-            {
-                Ok(read) => read,
-                Err(error) => {
-                    tracing::error!(partition, %error, "cannot load committed offsets");
-                    break;
-                }
-            };
-            if read.bytes.is_empty() {
-                break;
-            }
-            let mut groups = state.borrow_mut();
-            for (offset, key, value) in offsets::records(read.bytes) {
-                if offset < from.value() {
-                    continue;
-                }
-                from = Offset::new(offset + 1).unwrap_or(from);
-                let Some((group, topic, partition, committed)) = key
-                    .as_deref()
-                    .and_then(|key| offsets::decode(key, value.as_deref()))
-                else {
-                    continue;
-                };
-                records += 1;
-                let entries = groups.offsets.entry(group.clone()).or_default();
-                match committed {
-                    Some(committed) => {
-                        entries.insert((topic, partition), committed);
-                    }
-                    None => {
-                        entries.remove(&(topic, partition));
-                        if entries.is_empty() {
-                            groups.offsets.remove(&group);
-                        }
-                    }
-                }
-            }
-            if from >= read.offsets.high_watermark {
-                break;
-            }
+        if topic.owner(partition) == Some(router.shard()) {
+            records += load_partition(broker, state, partition).await;
         }
     }
     tracing::debug!(shard = %router.shard(), records, "committed offsets loaded");
+}
+
+/// Drops what this coordinator holds of the groups of offsets partition `partition`.
+fn forget_partition(broker: &Broker, state: &Rc<RefCell<Groups>>, partition: u32) {
+    let count = broker.config.offsets_partitions;
+    let mut groups = state.borrow_mut();
+    groups
+        .groups
+        .retain(|group, _| offsets::partition_for(group, count) != partition);
+    groups
+        .offsets
+        .retain(|group, _| offsets::partition_for(group, count) != partition);
+}
+
+/// Loads the committed offsets of one partition of `__consumer_offsets`, up to its high
+/// watermark; returns how many records it applied.
+async fn load_partition(broker: &Broker, state: &Rc<RefCell<Groups>>, partition: u32) -> usize {
+    let router = &broker.router;
+    let mut records = 0usize;
+    let mut from = Offset::ZERO;
+    loop {
+        let read = match router
+            .read(OFFSETS_TOPIC, partition, from, LOAD_READ_BYTES)
+            .await
+        {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::error!(partition, %error, "cannot load committed offsets");
+                break;
+            }
+        };
+        if read.bytes.is_empty() {
+            break;
+        }
+        let mut groups = state.borrow_mut();
+        for (offset, key, value) in offsets::records(read.bytes) {
+            if offset < from.value() {
+                continue;
+            }
+            from = Offset::new(offset + 1).unwrap_or(from);
+            let Some((group, topic, partition, committed)) = key
+                .as_deref()
+                .and_then(|key| offsets::decode(key, value.as_deref()))
+            else {
+                continue;
+            };
+            records += 1;
+            let entries = groups.offsets.entry(group.clone()).or_default();
+            match committed {
+                Some(committed) => {
+                    entries.insert((topic, partition), committed);
+                }
+                None => {
+                    entries.remove(&(topic, partition));
+                    if entries.is_empty() {
+                        groups.offsets.remove(&group);
+                    }
+                }
+            }
+        }
+        if from >= read.offsets.high_watermark {
+            break;
+        }
+    }
+    records
 }
 
 fn handle(broker: &Rc<Broker>, state: &Rc<RefCell<Groups>>, call: GroupCall) {

@@ -152,6 +152,10 @@ struct Slot {
     /// already done).
     head_stored_end: Offset,
     waiters: VecDeque<Waiter>,
+    /// The epoch this node heads the chain in and has committed in, as last published.
+    ready: Option<u64>,
+    /// The committed offset the engine was last given.
+    engine_committed: Offset,
 }
 
 struct Driver {
@@ -440,6 +444,7 @@ impl Driver {
         let Some(slot) = self.slots.get_mut(&key) else {
             return;
         };
+        slot.engine_committed = slot.engine_committed.max(committed);
         let log_start = match self
             .router
             .set_committed(&slot.topic, slot.index, committed)
@@ -462,6 +467,27 @@ impl Driver {
                 last_offset: waiter.last,
                 log_start,
             }));
+        }
+    }
+
+    /// A member learns the committed offset from its upstream's messages: its engine's
+    /// high watermark follows (consumers of a member, and a member that becomes head,
+    /// read what it knows is committed).
+    async fn follow_committed(&mut self, key: PartitionRef) {
+        let Some(slot) = self.slots.get_mut(&key) else {
+            return;
+        };
+        let known = slot.replica.committed();
+        if known <= slot.engine_committed {
+            return;
+        }
+        slot.engine_committed = known;
+        if let Err(error) = self
+            .router
+            .set_committed(&slot.topic, slot.index, known)
+            .await
+        {
+            tracing::warn!(topic = slot.topic, partition = slot.index, %error, "committed offset not set");
         }
     }
 
@@ -500,6 +526,16 @@ impl Driver {
                 slot.replica.set_lease(lease_valid);
             }
             slot.replica.tick();
+            self.drain(key).await;
+            self.follow_committed(key).await;
+            let Some(slot) = self.slots.get_mut(&key) else {
+                continue;
+            };
+            let ready = head_ready(&slot.replica, self.node, lease_valid);
+            if ready != slot.ready {
+                slot.ready = ready;
+                self.hub.set_head_ready(key, ready);
+            }
             if let Some(chain) = slot.replica.chain()
                 && chain.attached(self.node).is_some()
             {
@@ -512,7 +548,6 @@ impl Driver {
                     committed_in: slot.replica.committed_in().value(),
                 });
             }
-            self.drain(key).await;
         }
         self.hub.report(self.shard, reports);
         if self.committed_dirty && self.last_store.elapsed() >= STORE_COMMITTED_EVERY {
@@ -646,6 +681,8 @@ impl Driver {
                 durable: Vec::new(),
                 head_stored_end: Offset::ZERO,
                 waiters: VecDeque::new(),
+                ready: None,
+                engine_committed: committed,
             },
         );
         self.hub.route(key, self.shard);
@@ -659,6 +696,7 @@ impl Driver {
         let Some(slot) = self.slots.remove(&key) else {
             return;
         };
+        self.hub.set_head_ready(key, None);
         let partition = label(&slot);
         for waiter in slot.waiters {
             let _ = waiter
@@ -709,6 +747,15 @@ impl Driver {
             }
         }
     }
+}
+
+/// The chain epoch in which `replica` heads its chain with everything it held when it took
+/// over committed (and its engine's high watermark there), if it does.
+fn head_ready(replica: &Replica<ValidatedBatch>, node: NodeId, lease_valid: bool) -> Option<u64> {
+    let chain = replica.chain()?;
+    let heads = chain.head() == node && chain.is_member(node);
+    let settled = replica.committed_in() == chain.epoch || replica.committed() >= replica.log_end();
+    (heads && lease_valid && settled).then_some(chain.epoch.value())
 }
 
 fn send_frame(hub: &ChainHub, peer: NodeId, frame: FrameBuilder) {

@@ -66,6 +66,8 @@ pub struct ChainHub {
     receivers: Mutex<Vec<Option<flume::Receiver<ShardInbound>>>>,
     routes: RwLock<HashMap<PartitionRef, usize>>,
     reports: Mutex<BTreeMap<usize, Vec<WireReport>>>,
+    /// Partitions this node heads and has committed in, with the chain epoch.
+    ready: Mutex<HashMap<PartitionRef, u64>>,
     links: OnceLock<Arc<Links>>,
 }
 
@@ -85,6 +87,7 @@ impl ChainHub {
             receivers: Mutex::new(receivers),
             routes: RwLock::new(HashMap::new()),
             reports: Mutex::new(BTreeMap::new()),
+            ready: Mutex::new(HashMap::new()),
             links: OnceLock::new(),
         }
     }
@@ -174,6 +177,26 @@ impl ChainHub {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(shard, reports);
+    }
+
+    /// Records whether this node heads `partition` and has committed as head in `epoch`
+    /// (`None`: it does not).
+    pub fn set_head_ready(&self, partition: PartitionRef, epoch: Option<u64>) {
+        let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+        match epoch {
+            Some(epoch) => ready.insert(partition, epoch),
+            None => ready.remove(&partition),
+        };
+    }
+
+    /// The chain epoch in which this node heads `partition` and has committed: its log then
+    /// holds everything committed before (what a group coordinator loads).
+    pub fn head_ready(&self, partition: PartitionRef) -> Option<u64> {
+        self.ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&partition)
+            .copied()
     }
 
     /// Every shard's latest replica reports, for a heartbeat.
