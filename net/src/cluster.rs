@@ -90,6 +90,18 @@ pub fn producer_id(node: i32, local: i64) -> Result<i64, KafkaError> {
     Ok((node << PRODUCER_ID_LOCAL_BITS) | local)
 }
 
+/// Refuses, in a cluster, a topic change the controller does not carry yet (made on this
+/// node alone, it would part this node's topics from the cluster's).
+pub fn local_change(broker: &Broker, what: &str) -> Result<(), KafkaError> {
+    if broker.config.cluster.is_some() {
+        return Err(KafkaError::new(
+            ResponseError::InvalidRequest,
+            format!("{what} is not supported in a cluster yet"),
+        ));
+    }
+    Ok(())
+}
+
 /// A partition as Kafka clients see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionView {

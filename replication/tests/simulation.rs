@@ -56,6 +56,10 @@ impl Entry for Item {
     fn set_epoch(&mut self, epoch: ChainEpoch) {
         self.epoch = epoch;
     }
+
+    fn bytes(&self) -> usize {
+        usize::try_from(self.len).expect("small entries")
+    }
 }
 
 #[test]
@@ -229,6 +233,7 @@ impl Sim {
         let limits = Limits {
             window_entries_max: rng.gen_range(4..64),
             message_entries_max: rng.gen_range(1..8),
+            message_bytes_max: rng.gen_range(1..4),
             resend_ticks: rng.gen_range(2..6),
         };
         let ids: Vec<NodeId> = (0..NODES).map(node_id).collect();

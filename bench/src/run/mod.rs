@@ -5,6 +5,7 @@
 //! ratios and plots, and keeps every report as JSON.
 
 pub mod broker;
+pub mod cluster;
 pub mod limits;
 pub mod load;
 pub mod plots;
@@ -43,6 +44,15 @@ pub struct Options {
     /// Leave out the partition and connection scale runs and the idle broker.
     #[arg(long)]
     pub skip_scale: bool,
+    /// Leave out the three-node cluster (replicated produce and failover).
+    #[arg(long)]
+    pub skip_cluster: bool,
+    /// Measure only the single node's durable produce and the three-node cluster.
+    #[arg(long)]
+    pub only_cluster: bool,
+    /// Head kills the cluster's failover measurement makes (0 leaves it out).
+    #[arg(long, default_value_t = 20)]
+    pub failover_kills: usize,
     /// The strand binary [default: target/release/strand, built first].
     #[arg(long)]
     pub strand: Option<PathBuf>,
@@ -66,6 +76,8 @@ pub struct Results {
     pub scale_partitions: Vec<ScalePoint>,
     pub scale_connections: Vec<ScalePoint>,
     pub idle: Option<Idle>,
+    #[serde(default)]
+    pub cluster: Option<cluster::ClusterRun>,
 }
 
 /// Strand's produce throughput and memory at one partition or connection count.
@@ -116,18 +128,26 @@ pub fn main(options: &Options) -> anyhow::Result<()> {
         warmup: options.warmup,
         ..Results::default()
     };
-    eprintln!("== disk limits (fio)");
-    results.disk = limits::disk(&options.work, options.seconds)?;
-    eprintln!("== loopback TCP limit");
-    results.loopback_bytes_per_s = limits::loopback(Duration::from_secs(5))?;
-    let tansu = if options.skip_tansu {
-        None
+    if options.only_cluster {
+        results.systems = vec![systems::run_durable_produce(options, &strand)];
     } else {
-        Some(broker::tansu_binary()?)
-    };
-    results.systems = systems::run_all(options, &strand, tansu.as_deref());
-    if !options.skip_scale {
-        scale(options, &strand, &mut results);
+        eprintln!("== disk limits (fio)");
+        results.disk = limits::disk(&options.work, options.seconds)?;
+        eprintln!("== loopback TCP limit");
+        results.loopback_bytes_per_s = limits::loopback(Duration::from_secs(5))?;
+        let tansu = if options.skip_tansu {
+            None
+        } else {
+            Some(broker::tansu_binary()?)
+        };
+        results.systems = systems::run_all(options, &strand, tansu.as_deref());
+        if !options.skip_scale {
+            scale(options, &strand, &mut results);
+        }
+    }
+    if !options.skip_cluster {
+        eprintln!("== cluster (3 nodes)");
+        results.cluster = Some(cluster::run(options, &strand));
     }
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(options.out.join("results.json"), json + "\n")?;

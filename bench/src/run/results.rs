@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use super::cluster::ClusterRun;
+use super::load::Outcome;
 use super::systems::{SystemRun, WORKLOADS};
 use super::{Results, ScalePoint};
 
@@ -59,6 +61,7 @@ pub fn render(results: &Results) -> String {
     limits(&mut out, results);
     workloads(&mut out, results);
     scale(&mut out, results);
+    cluster(&mut out, results);
     let _ = writeln!(out, "## Plots\n");
     let _ = writeln!(out, "![throughput](throughput.svg)\n");
     let _ = writeln!(out, "![produce latency](latency-produce.svg)\n");
@@ -150,6 +153,58 @@ fn targets(out: &mut String, results: &Results) {
         format!("{} ms to answer ApiVersions", show(ready, 0)),
         ready.map(|value| value < 1000.0),
     );
+    let failover = results.cluster.as_ref().and_then(ClusterRun::failover);
+    let kills = results
+        .cluster
+        .as_ref()
+        .map_or(0, |run| run.failover_ms.len());
+    target(
+        out,
+        "failover (head SIGKILLed → first acknowledged produce), median < 1 s",
+        failover.map_or_else(
+            || "n/a".to_string(),
+            |(median, max)| format!("median {median:.0} ms, max {max:.0} ms over {kills} kills"),
+        ),
+        failover.map(|(median, _)| median < 1000.0),
+    );
+    let _ = writeln!(out);
+}
+
+fn cluster(out: &mut String, results: &Results) {
+    let Some(run) = &results.cluster else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "## Three-node cluster on this machine
+"
+    );
+    let replicated = run.produce.as_ref().and_then(Outcome::mb_per_s);
+    let single = mb(results, "strand", "produce");
+    let _ = writeln!(
+        out,
+        "Three `strand serve --peers` processes of one shard each on this machine's two \
+         cores, beside the load generator; topics of chains of three, produce with acks=all \
+         answered once every member holds the batch durably.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| figure | value |\n|---|---|\n| replicated durable produce | {} MB/s |\n| \
+         single-node durable produce (same run) | {} MB/s |\n| replicated / single node | {} × |",
+        show(replicated, 1),
+        show(single, 1),
+        show(ratio(replicated, single), 3)
+    );
+    if let Some((median, max)) = run.failover() {
+        let _ = writeln!(
+            out,
+            "| failover over {} head kills | median {median:.0} ms, max {max:.0} ms |",
+            run.failover_ms.len()
+        );
+    }
+    if let Some(error) = &run.error {
+        let _ = writeln!(out, "\nFailed: {error}");
+    }
     let _ = writeln!(out);
 }
 

@@ -112,6 +112,32 @@ pub fn run_all(options: &Options, strand: &Path, tansu: Option<&Path>) -> Vec<Sy
     runs
 }
 
+/// The single node's durable produce alone (what the cluster's is compared with).
+pub fn run_durable_produce(options: &Options, strand: &Path) -> SystemRun {
+    let name = "strand";
+    eprintln!("== {name} (produce only)");
+    let data = options.work.join(name);
+    let _ = std::fs::remove_dir_all(&data);
+    let mut run = SystemRun {
+        name: name.to_string(),
+        ..SystemRun::default()
+    };
+    match BrokerProcess::strand(strand, &data, true) {
+        Ok(broker) => {
+            run.ready_ms = broker.ready_after.as_secs_f64() * 1000.0;
+            let json = options.out.join(format!("load/{name}-produce.json"));
+            let args = produce_args(options, &["--partitions", "4", "--producers", "2"]);
+            let outcome = load::run(strand, &broker.bootstrap(), &args, &json, timeout(options));
+            run.workloads.push(("produce".to_string(), outcome));
+            run.memory = broker.memory();
+            broker.stop();
+        }
+        Err(error) => run.error = Some(format!("{error:#}")),
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    run
+}
+
 fn run_system(
     options: &Options,
     strand: &Path,

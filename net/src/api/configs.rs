@@ -276,6 +276,7 @@ async fn apply(
     if validate_only {
         router.validate_topic_config(name, changes).await?;
     } else {
+        crate::cluster::local_change(broker, "changing topic configs")?;
         router.alter_topic_config(name, changes).await?;
         tracing::info!(topic = %name, "topic config changed");
     }

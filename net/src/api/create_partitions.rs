@@ -53,6 +53,7 @@ async fn grow(
     if validate_only {
         broker.router.validate_partitions(name, total).await?;
     } else {
+        crate::cluster::local_change(broker, "adding partitions")?;
         broker.router.create_partitions(name, total).await?;
         tracing::info!(topic = name, partitions = total, "partitions added");
     }

@@ -41,6 +41,9 @@ pub async fn handle(
                 )
             }),
         };
+        let found = found.and_then(|topic| {
+            crate::cluster::local_change(broker, "deleting topics").map(|()| topic)
+        });
         let deleted = match found {
             Ok(topic) => match broker.router.delete_topic(&topic.name).await {
                 Ok(()) => {

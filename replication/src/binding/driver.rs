@@ -21,15 +21,15 @@ use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use strand_engine::{
-    AppendOutcome, BatchHeader, DurableAnswer, HeadAppend, Offset, ReadLimit, Router, TopicSpec,
-    ValidatedBatch,
+    AppendError, AppendOutcome, BatchHeader, DurableAnswer, HeadAppend, Offset, ReadLimit, Router,
+    TopicSpec, ValidatedBatch,
 };
 
 use super::entry::{epoch_of, leader_epoch};
 use super::hub::{ChainHub, ProduceError, ShardInbound};
 use super::state_file::{PartitionRef, StateFile, StoredReplica};
 use super::wire::{BATCH_BYTES_MAX, push_message};
-use crate::chain::{Action, Chain, Envelope, Limits, Recovered, Replica};
+use crate::chain::{Action, Chain, Envelope, Limits, Message, Recovered, Replica};
 use crate::controller::ClusterState;
 use crate::host::{ClusterView, ControllerHandle};
 use crate::ids::{ChainEpoch, NodeId};
@@ -227,6 +227,15 @@ impl Driver {
         let Some(slot) = self.slots.get_mut(&key) else {
             return;
         };
+        if batch.len() > BATCH_BYTES_MAX {
+            // Peers take no larger batch (and a node frame holds it whole).
+            let _ = reply.send(Err(ProduceError::Engine(AppendError::BatchTooLarge {
+                partition: label(slot),
+                len: batch.len(),
+                max: BATCH_BYTES_MAX,
+            })));
+            return;
+        }
         let epoch = match slot.replica.admit() {
             Ok(epoch) => epoch,
             Err(refused) => {
@@ -365,17 +374,7 @@ impl Driver {
             return true;
         };
         match action {
-            Action::Send(envelope) => {
-                let builder = self
-                    .frames
-                    .entry(envelope.to)
-                    .or_insert_with(|| FrameBuilder::new(self.node, envelope.to));
-                push_message(builder, key.0, key.1, &envelope.message);
-                if builder.payload_len() >= FRAME_PAYLOAD_MAX {
-                    let full = self.frames.remove(&envelope.to).expect("just used");
-                    send_frame(&self.hub, envelope.to, full);
-                }
-            }
+            Action::Send(envelope) => self.send(key, &envelope),
             Action::Append { entries, .. } => {
                 for entry in entries {
                     if entry.last_offset() < slot.head_stored_end {
@@ -436,6 +435,32 @@ impl Driver {
             Action::Committed(committed) => self.committed(key, committed).await,
         }
         true
+    }
+
+    /// Adds a chain message to its peer's frame, sending the frame first when the
+    /// message's entries would not fit in it, and once it holds enough.
+    fn send(&mut self, key: PartitionRef, envelope: &Envelope<ValidatedBatch>) {
+        let bytes = match &envelope.message {
+            Message::Append { entries, .. } => entries.iter().map(ValidatedBatch::len).sum(),
+            Message::Ack { .. } => 0,
+        };
+        if self
+            .frames
+            .get(&envelope.to)
+            .is_some_and(|builder| !builder.fits(bytes))
+        {
+            let full = self.frames.remove(&envelope.to).expect("just looked");
+            send_frame(&self.hub, envelope.to, full);
+        }
+        let builder = self
+            .frames
+            .entry(envelope.to)
+            .or_insert_with(|| FrameBuilder::new(self.node, envelope.to));
+        push_message(builder, key.0, key.1, &envelope.message);
+        if builder.payload_len() >= FRAME_PAYLOAD_MAX {
+            let full = self.frames.remove(&envelope.to).expect("just used");
+            send_frame(&self.hub, envelope.to, full);
+        }
     }
 
     /// Offsets below `committed` are committed: the engine's high watermark rises and the

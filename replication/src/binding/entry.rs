@@ -20,6 +20,10 @@ impl Entry for ValidatedBatch {
         let base = self.base_offset();
         self.assign(base, leader_epoch(epoch));
     }
+
+    fn bytes(&self) -> usize {
+        self.len()
+    }
 }
 
 /// The chain epoch a batch header carries (a negative leader epoch, from a client that

@@ -23,6 +23,12 @@ pub trait Entry: Clone + fmt::Debug {
 
     /// Stamps the head's chain epoch, when the head appends it.
     fn set_epoch(&mut self, epoch: ChainEpoch);
+
+    /// Its size, for bounding messages (`Limits::message_bytes_max`); 0 when size does
+    /// not matter.
+    fn bytes(&self) -> usize {
+        0
+    }
 }
 
 /// A node attached to a chain, and the epoch since which it has been attached without a

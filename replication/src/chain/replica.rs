@@ -22,6 +22,9 @@ pub struct Limits {
     pub window_entries_max: usize,
     /// Entries in one `Append` message.
     pub message_entries_max: usize,
+    /// Bytes of entries in one `Append` message (see [`Entry::bytes`]); a message always
+    /// carries at least one entry, whatever its size.
+    pub message_bytes_max: usize,
     /// Ticks without an acknowledgement before a replica resends: the upstream its entries
     /// from the successor's log end, the downstream its acknowledgement.
     pub resend_ticks: u32,
@@ -32,6 +35,7 @@ impl Default for Limits {
         Limits {
             window_entries_max: 4096,
             message_entries_max: 64,
+            message_bytes_max: 8 << 20,
             resend_ticks: 4,
         }
     }
@@ -378,15 +382,13 @@ impl<E: Entry> Replica<E> {
         if down.log_end.is_none() || down.next_send != start || entries.is_empty() {
             return;
         }
-        let mut sent = Vec::new();
         let mut end = start;
-        for entry in entries.into_iter().take(self.limits.message_entries_max) {
-            if end >= self.log_end {
-                break;
-            }
+        let log_end = self.log_end;
+        let sent = self.message(entries.into_iter().take_while(|entry| {
+            let inside = end < log_end;
             end = end.plus(entry.offsets());
-            sent.push(entry);
-        }
+            inside
+        }));
         self.send_append(start, sent);
         self.pump();
     }
@@ -755,16 +757,25 @@ impl<E: Entry> Replica<E> {
                 "{}: forwarding must start on an entry boundary",
                 self.node
             );
-            let entries: Vec<E> = self
-                .window
-                .iter()
-                .skip(skip)
-                .take(self.limits.message_entries_max)
-                .cloned()
-                .collect();
+            let entries = self.message(self.window.iter().skip(skip).cloned());
             self.send_append(next_send, entries);
             progressed = true;
         }
+    }
+
+    /// The entries of one `Append` message, from the front of `entries`: at most
+    /// `message_entries_max` of them and `message_bytes_max` bytes, and at least one.
+    fn message(&self, entries: impl Iterator<Item = E>) -> Vec<E> {
+        let mut bytes = 0usize;
+        let mut taken = Vec::new();
+        for entry in entries.take(self.limits.message_entries_max) {
+            bytes = bytes.saturating_add(entry.bytes());
+            if !taken.is_empty() && bytes > self.limits.message_bytes_max {
+                break;
+            }
+            taken.push(entry);
+        }
+        taken
     }
 
     fn send(&mut self, to: NodeId, message: Message<E>) {

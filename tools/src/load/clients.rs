@@ -22,6 +22,8 @@ pub struct Settings {
     pub compression: String,
     pub batch_bytes: Option<u32>,
     pub linger_ms: Option<f64>,
+    /// Replication factor of the topics the run creates.
+    pub replicas: i32,
     /// librdkafka properties given with `-X KEY=VALUE`, applied last.
     pub extra: Vec<(String, String)>,
 }
@@ -86,7 +88,7 @@ impl Settings {
     /// the broker's metadata shows it.
     pub fn ensure_topic(&self, topic: &str, partitions: i32) -> anyhow::Result<i32> {
         let admin = self.admin()?;
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(self.replicas));
         let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
         let results = futures::executor::block_on(admin.create_topics([&new], &options))
             .with_context(|| format!("creating topic {topic}"))?;

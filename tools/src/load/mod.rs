@@ -64,6 +64,10 @@ pub struct LoadArgs {
     /// Partitions of the topics the run creates.
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
+    /// Replication factor of the topics the run creates (3 for a three-node Strand
+    /// cluster's chains of three).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: i32,
     /// Bytes of each message's value (at least 24: the stamp the run reads back).
     #[arg(long, default_value_t = 1024)]
     pub size: usize,
@@ -248,6 +252,7 @@ impl Run {
             compression: args.compression.clone(),
             batch_bytes: args.batch_bytes,
             linger_ms: args.linger_ms,
+            replicas: args.replicas,
             extra: clients::properties(&args.client_property)?,
         };
         Ok(Run {
@@ -444,6 +449,9 @@ fn validate(args: &LoadArgs) -> anyhow::Result<()> {
             "--size {} is too small: messages carry a {STAMP_BYTES}-byte stamp",
             args.size
         );
+    }
+    if args.replicas < 1 {
+        bail!("--replicas must be at least 1");
     }
     if args.partitions < 1 {
         bail!("--partitions must be at least 1");
