@@ -57,6 +57,17 @@ pub fn render(results: &Results) -> String {
          on the same machine, so the broker and its clients share the cores.\n",
         results.command, results.commit, results.machine, results.started_unix_s
     );
+    // `--only-cluster`: the single node's produce and the cluster, nothing else to show.
+    let only_cluster = results.disk.write_1mib_fdatasync_bytes_per_s == 0.0
+        && results
+            .systems
+            .iter()
+            .all(|system| system.workloads.len() <= 1);
+    if only_cluster {
+        cluster(&mut out, results);
+        commands(&mut out, results);
+        return out;
+    }
     targets(&mut out, results);
     limits(&mut out, results);
     workloads(&mut out, results);
@@ -394,6 +405,17 @@ fn commands(out: &mut String, results: &Results) {
         for (workload, outcome) in &system.workloads {
             let _ = writeln!(out, "- {workload}: `{}`", outcome.args.join(" "));
         }
+    }
+    if let Some(produce) = results
+        .cluster
+        .as_ref()
+        .and_then(|run| run.produce.as_ref())
+    {
+        let _ = writeln!(
+            out,
+            "- cluster produce (bootstrap: all three nodes): `{}`",
+            produce.args.join(" ")
+        );
     }
     let _ = writeln!(out);
 }
