@@ -138,6 +138,17 @@ impl ControllerNode {
         self.decide();
     }
 
+    /// Connecting to `node` is refused (its process is gone): as leader, it counts as
+    /// silent at once unless heard from within half a lease (see [`Liveness::gone`]).
+    pub fn refused(&mut self, node: NodeId) {
+        let recent_ms = self.config.timing.lease_ms / 2;
+        if let Some(duty) = self.duty.as_mut()
+            && duty.liveness.gone(node, self.now_ms, recent_ms)
+        {
+            tracing::info!(%node, "connections to the node are refused: it counts as gone");
+        }
+    }
+
     /// A heartbeat from a node.
     pub fn heartbeat(&mut self, heartbeat: &Heartbeat, now_ms: u64) -> HeartbeatAnswer {
         self.now_ms = self.now_ms.max(now_ms);

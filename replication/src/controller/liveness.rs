@@ -70,6 +70,24 @@ impl Liveness {
             .is_none_or(|&heard| now_ms.saturating_sub(heard) > self.timing.silence_ms)
     }
 
+    /// `node`'s process is gone (connecting to it is refused): unless it was heard from
+    /// within the last `recent_ms` (it restarted, and the refusal is older), it counts as
+    /// silent from now, without waiting out the silence window or a new leader's grace. A
+    /// dead process holds no lease it can act on, and a restarted one registers anew.
+    /// Returns true when that changed anything.
+    pub fn gone(&mut self, node: NodeId, now_ms: u64, recent_ms: u64) -> bool {
+        let silent_since = now_ms.saturating_sub(self.timing.silence_ms + 1);
+        let Some(heard) = self.heard_ms.get_mut(&node) else {
+            return false;
+        };
+        let heard_lately = *heard <= now_ms && now_ms - *heard <= recent_ms;
+        if heard_lately || *heard <= silent_since {
+            return false;
+        }
+        *heard = silent_since;
+        true
+    }
+
     /// True when `node` was heard from within a lease.
     pub fn fresh(&self, node: NodeId, now_ms: u64) -> bool {
         self.heard_ms
@@ -92,5 +110,26 @@ mod tests {
         liveness.heard(node, 121);
         assert!(liveness.fresh(node, 121));
         assert!(liveness.silent(NodeId::new(2), 0), "never heard");
+    }
+
+    #[test]
+    fn a_refusing_node_is_gone_at_once_unless_heard_lately() {
+        let (dead, restarted) = (NodeId::new(1), NodeId::new(2));
+        // A new leader's grace counts both as heard in the future.
+        let mut liveness = Liveness::new(Timing::new(10, 20), &[dead, restarted], 150);
+        liveness.heard(restarted, 100);
+        assert!(
+            liveness.gone(dead, 100, 5),
+            "the grace does not shield a dead process"
+        );
+        assert!(liveness.silent(dead, 100));
+        assert!(!liveness.gone(dead, 101, 5), "already silent");
+        // Heard 3 ms ago (a restart registering while the refusal is older): kept.
+        let mut liveness = Liveness::new(Timing::new(10, 20), &[restarted], 0);
+        liveness.heard(restarted, 97);
+        assert!(!liveness.gone(restarted, 100, 5));
+        assert!(!liveness.silent(restarted, 100));
+        assert!(liveness.gone(restarted, 103, 5));
+        assert!(liveness.silent(restarted, 103));
     }
 }

@@ -365,6 +365,9 @@ impl Running {
             }
             let now = self.now_ms();
             if now >= next_tick {
+                for peer in self.links.peers().filter(|peer| self.links.refused(*peer)) {
+                    self.controller.refused(peer);
+                }
                 // One tick per pass even after a stall (a paused process): raft-rs counts
                 // ticks, and a burst of them would start elections at once.
                 self.controller.tick(now);

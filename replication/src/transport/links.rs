@@ -86,6 +86,8 @@ struct Outgoing {
     /// Bytes and frames queued for the peer.
     queued_bytes: Arc<AtomicUsize>,
     queued_frames: Arc<AtomicUsize>,
+    /// The last attempt to connect was refused: nothing listens at the peer's address.
+    refused: Arc<AtomicBool>,
 }
 
 /// Why a frame was not queued.
@@ -115,6 +117,7 @@ impl Links {
             let connected = Arc::new(AtomicBool::new(false));
             let queued_bytes = Arc::new(AtomicUsize::new(0));
             let queued_frames = Arc::new(AtomicUsize::new(0));
+            let refused = Arc::new(AtomicBool::new(false));
             let writer = Writer {
                 peer,
                 address: address.clone(),
@@ -122,6 +125,7 @@ impl Links {
                 connected: connected.clone(),
                 queued_bytes: queued_bytes.clone(),
                 queued_frames: queued_frames.clone(),
+                refused: refused.clone(),
                 inbox: inbox.clone(),
                 stop: stop.clone(),
             };
@@ -139,6 +143,7 @@ impl Links {
                     connected,
                     queued_bytes,
                     queued_frames,
+                    refused,
                 },
             );
         }
@@ -209,6 +214,15 @@ impl Links {
             .is_some_and(|outgoing| outgoing.connected.load(Ordering::Relaxed))
     }
 
+    /// True while connecting to `peer` is refused: no process listens at its address (it
+    /// died, or has not started), unlike a paused or unreachable peer, whose connection
+    /// attempts time out.
+    pub fn refused(&self, peer: NodeId) -> bool {
+        self.outgoing
+            .get(&peer)
+            .is_some_and(|outgoing| outgoing.refused.load(Ordering::Relaxed))
+    }
+
     /// The peers, in order.
     pub fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.outgoing.keys().copied()
@@ -240,6 +254,7 @@ struct Writer {
     connected: Arc<AtomicBool>,
     queued_bytes: Arc<AtomicUsize>,
     queued_frames: Arc<AtomicUsize>,
+    refused: Arc<AtomicBool>,
     inbox: SyncSender<Inbound>,
     stop: Arc<AtomicBool>,
 }
@@ -262,10 +277,13 @@ impl Writer {
                         tracing::info!(peer = %self.peer, address = %self.address, "link up");
                         stream = Some(connection);
                         self.connected.store(true, Ordering::Relaxed);
+                        self.refused.store(false, Ordering::Relaxed);
                         backoff = POLL;
                         reported_down = false;
                     }
                     Err(error) => {
+                        let refused = error.kind() == ErrorKind::ConnectionRefused;
+                        self.refused.store(refused, Ordering::Relaxed);
                         if !reported_down {
                             tracing::info!(peer = %self.peer, address = %self.address, %error, "link down");
                             reported_down = true;
