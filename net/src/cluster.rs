@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use strand_engine::TopicMeta;
+use strand_replication::controller::TopicChange;
 use strand_replication::host::{ClusterView, ControllerHandle};
 
 use crate::broker::Broker;
@@ -18,7 +19,7 @@ use crate::kafka_errors::KafkaError;
 /// to the broker (`default.replication.factor`).
 pub const DEFAULT_REPLICATION_FACTOR: usize = 3;
 
-/// How long a created topic may take to reach this node's engine.
+/// How long a topic change may take to reach this node's engine.
 const CREATED_TOPIC_WAIT: Duration = Duration::from_secs(10);
 
 /// The replication factor a CreateTopics entry asks for (`-1`: the default, capped by the
@@ -55,19 +56,10 @@ pub async fn create_topic(
         factor,
         "topic created through the controller"
     );
-    let waited = std::time::Instant::now();
-    loop {
-        if let Some(topic) = broker.topic(name) {
-            return Ok(topic);
-        }
-        if waited.elapsed() > CREATED_TOPIC_WAIT {
-            return Err(KafkaError::new(
-                ResponseError::RequestTimedOut,
-                format!("topic {name} was created but has not reached this node yet"),
-            ));
-        }
-        glommio::timer::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(name, || broker.topic(name).is_some()).await?;
+    broker
+        .topic(name)
+        .ok_or_else(|| crate::broker::unknown_topic(name))
 }
 
 /// The largest node id of a cluster: producer ids carry it in their high bits.
@@ -98,6 +90,62 @@ pub fn local_change(broker: &Broker, what: &str) -> Result<(), KafkaError> {
             ResponseError::InvalidRequest,
             format!("{what} is not supported in a cluster yet"),
         ));
+    }
+    Ok(())
+}
+
+/// Has the controller add partitions so `name` has `total`, then waits until this node's
+/// engine holds them.
+pub async fn add_partitions(
+    broker: &Broker,
+    cluster: &ControllerHandle,
+    name: &str,
+    total: u32,
+) -> Result<(), KafkaError> {
+    let change = TopicChange::AddPartitions {
+        name: name.to_owned(),
+        total,
+    };
+    cluster.change_topics(change).await?;
+    tracing::info!(
+        topic = name,
+        partitions = total,
+        "partitions added through the controller"
+    );
+    wait_for(name, || {
+        broker
+            .topic(name)
+            .is_some_and(|topic| topic.partition_count() >= total)
+    })
+    .await
+}
+
+/// Has the controller delete topic `name`, then waits until this node's engine let it go.
+pub async fn delete_topic(
+    broker: &Broker,
+    cluster: &ControllerHandle,
+    name: &str,
+) -> Result<(), KafkaError> {
+    cluster
+        .change_topics(TopicChange::Delete {
+            name: name.to_owned(),
+        })
+        .await?;
+    tracing::info!(topic = name, "topic deleted through the controller");
+    wait_for(name, || broker.topic(name).is_none()).await
+}
+
+/// Waits until `done` (the controller's change reached this node's engine).
+async fn wait_for(name: &str, done: impl Fn() -> bool) -> Result<(), KafkaError> {
+    let waited = std::time::Instant::now();
+    while !done() {
+        if waited.elapsed() > CREATED_TOPIC_WAIT {
+            return Err(KafkaError::new(
+                ResponseError::RequestTimedOut,
+                format!("the change to topic {name} has not reached this node yet"),
+            ));
+        }
+        glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
 }

@@ -121,6 +121,7 @@ impl From<TopicRefusal> for KafkaError {
             TopicRefusal::NoController | TopicRefusal::Lost => ResponseError::NotController,
             TopicRefusal::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
             TopicRefusal::TopicExists(_) => ResponseError::TopicAlreadyExists,
+            TopicRefusal::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
             TopicRefusal::InvalidPartitions(_) => ResponseError::InvalidPartitions,
             TopicRefusal::Busy(_) => ResponseError::ThrottlingQuotaExceeded,
             _ => ResponseError::InvalidRequest,

@@ -499,3 +499,93 @@ fn group_partition(group: &str, partitions: usize) -> i32 {
     let positive = if hash == i32::MIN { 0 } else { hash.abs() };
     positive % i32::try_from(partitions).unwrap()
 }
+
+/// Topic changes go through the controller, whichever node a client asks: partitions
+/// added reach every node with chains of the topic's factor, a deleted topic is gone from
+/// every node, and a topic made again under its name starts empty.
+#[test]
+fn partitions_added_and_topics_deleted_reach_every_node() {
+    use rdkafka::admin::NewPartitions;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let cluster = Cluster::start();
+    let admin_of = |id: usize| -> AdminClient<DefaultClientContext> {
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap(id))
+            .create()
+            .unwrap()
+    };
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let settle =
+        |what: &str, done: &dyn Fn(usize, Option<&rdkafka::metadata::MetadataTopic>) -> bool| {
+            let started = Instant::now();
+            'wait: loop {
+                assert!(started.elapsed() < SETTLE, "{what}: not within {SETTLE:?}");
+                for id in 0..3 {
+                    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+                        .set("bootstrap.servers", cluster.bootstrap(id))
+                        .set("allow.auto.create.topics", "false")
+                        .create()
+                        .unwrap();
+                    let Ok(metadata) = consumer.fetch_metadata(None, Duration::from_secs(2)) else {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue 'wait;
+                    };
+                    let topic = metadata
+                        .topics()
+                        .iter()
+                        .find(|topic| topic.name() == "grown");
+                    if !done(id, topic) {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue 'wait;
+                    }
+                }
+                return;
+            }
+        };
+    create_topic(&cluster);
+    let made = futures::executor::block_on(admin_of(1).create_topics(
+        [&NewTopic::new("grown", 2, TopicReplication::Fixed(2))],
+        &options,
+    ));
+    assert!(matches!(made.as_deref(), Ok([Ok(_)])), "{made:?}");
+    // Asked of node 2, whichever node leads the controller.
+    let grown = futures::executor::block_on(
+        admin_of(2).create_partitions([&NewPartitions::new("grown", 4)], &options),
+    );
+    assert!(matches!(grown.as_deref(), Ok([Ok(_)])), "{grown:?}");
+    settle("four partitions everywhere", &|_, topic| {
+        topic.is_some_and(|topic| {
+            topic.partitions().len() == 4
+                && topic.partitions().iter().all(|p| p.replicas().len() == 2)
+        })
+    });
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        cluster.client_config().set("acks", "all").create().unwrap();
+    producer
+        .send(
+            BaseRecord::<(), _>::to("grown")
+                .partition(3)
+                .payload("added"),
+        )
+        .unwrap();
+    producer.flush(SETTLE).unwrap();
+
+    let deleted = futures::executor::block_on(admin_of(0).delete_topics(&["grown"], &options));
+    assert!(matches!(deleted.as_deref(), Ok([Ok(_)])), "{deleted:?}");
+    settle("the topic gone everywhere", &|_, topic| topic.is_none());
+    let again = futures::executor::block_on(admin_of(0).create_topics(
+        [&NewTopic::new("grown", 1, TopicReplication::Fixed(3))],
+        &options,
+    ));
+    assert!(matches!(again.as_deref(), Ok([Ok(_)])), "{again:?}");
+    settle("made again everywhere", &|_, topic| {
+        topic.is_some_and(|topic| topic.partitions().len() == 1)
+    });
+    let consumer: BaseConsumer = cluster.client_config().create().unwrap();
+    let (low, high) = consumer
+        .fetch_watermarks("grown", 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!((low, high), (0, 0), "a topic made again starts empty");
+    cluster.stop();
+}

@@ -38,6 +38,19 @@ async fn grow(
             format!("partition count {} must be positive", topic.count),
         )
     })?;
+    if let Some(cluster) = &broker.config.cluster {
+        if topic.assignments.is_some() {
+            return Err(KafkaError::new(
+                ResponseError::InvalidReplicaAssignment,
+                "in a cluster the controller places every partition's chain",
+            ));
+        }
+        broker.router.validate_partitions(name, total).await?;
+        if !validate_only {
+            crate::cluster::add_partitions(broker, cluster, name, total).await?;
+        }
+        return Ok(());
+    }
     let node = broker.config.node_id;
     let elsewhere = topic
         .assignments
@@ -53,7 +66,6 @@ async fn grow(
     if validate_only {
         broker.router.validate_partitions(name, total).await?;
     } else {
-        crate::cluster::local_change(broker, "adding partitions")?;
         broker.router.create_partitions(name, total).await?;
         tracing::info!(topic = name, partitions = total, "partitions added");
     }

@@ -41,18 +41,20 @@ pub async fn handle(
                 )
             }),
         };
-        let found = found.and_then(|topic| {
-            crate::cluster::local_change(broker, "deleting topics").map(|()| topic)
-        });
-        let deleted = match found {
-            Ok(topic) => match broker.router.delete_topic(&topic.name).await {
+        let deleted = match (found, &broker.config.cluster) {
+            (Ok(topic), Some(cluster)) => {
+                crate::cluster::delete_topic(broker, cluster, &topic.name)
+                    .await
+                    .map(|()| topic)
+            }
+            (Ok(topic), None) => match broker.router.delete_topic(&topic.name).await {
                 Ok(()) => {
                     tracing::info!(topic = %topic.name, "topic deleted");
                     Ok(topic)
                 }
                 Err(error) => Err(KafkaError::from(error)),
             },
-            Err(error) => Err(error),
+            (Err(error), _) => Err(error),
         };
         let result = DeletableTopicResult::default();
         responses.push(match deleted {

@@ -15,7 +15,7 @@
 //! topics the engine does not hold yet, which shard 0 creates), ticks the replicas for
 //! their resends, and publishes their reports for the heartbeat.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,8 +57,8 @@ pub async fn run_shard(router: Router, handle: ControllerHandle) {
     let Some(inbox) = hub.take_inbox(shard) else {
         return;
     };
-    let stored = match StateFile::load_all(hub.state_dir()) {
-        Ok(stored) => stored,
+    let loaded = match StateFile::load_all(hub.state_dir()) {
+        Ok(loaded) => loaded,
         Err(error) => {
             tracing::error!(%error, "cannot read the replicas' state; chains stay closed");
             return;
@@ -76,13 +76,16 @@ pub async fn run_shard(router: Router, handle: ControllerHandle) {
         ids: HashMap::new(),
         view_index: None,
         lease_valid: false,
-        stored,
+        stored: BTreeMap::new(),
+        loaded,
         committed_dirty: false,
         last_store: Instant::now(),
         frames: BTreeMap::new(),
         events,
         broken: Vec::new(),
+        replicated: HashSet::new(),
     };
+    driver.replicated = driver.loaded.keys().map(|key| key.0).collect();
     let mut next_tick = Instant::now();
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -170,13 +173,19 @@ struct Driver {
     view_index: Option<u64>,
     lease_valid: bool,
     state: StateFile,
+    /// The state of this shard's replicas, as its file holds it.
     stored: BTreeMap<PartitionRef, StoredReplica>,
+    /// Every shard's file as read at start (a partition may have moved between shards).
+    loaded: BTreeMap<PartitionRef, StoredReplica>,
     committed_dirty: bool,
     last_store: Instant,
     frames: BTreeMap<NodeId, FrameBuilder>,
     events: flume::Sender<Event>,
     /// Replicas whose log refused what they asked, to reopen at the end of the pass.
     broken: Vec<PartitionRef>,
+    /// Topic ids this node replicated (seen in a view, or in the state file): deleted from
+    /// the controller, they are deleted here too.
+    replicated: HashSet<[u8; 16]>,
 }
 
 impl Driver {
@@ -590,7 +599,9 @@ impl Driver {
             .iter()
             .map(|(name, topic)| (name.clone(), topic.id))
             .collect();
+        self.forget_deleted(state);
         if self.shard == 0 {
+            self.delete_topics(state).await;
             self.create_topics(state).await;
         }
         for (name, topic) in state.topics() {
@@ -681,7 +692,16 @@ impl Driver {
                 return false;
             }
         };
-        let stored = self.stored.get(&key).copied().unwrap_or_default();
+        // This shard's own state first (a replica reopened), else what the files held at
+        // start, kept in this shard's file from now on.
+        let stored = match (self.stored.get(&key), self.loaded.get(&key)) {
+            (Some(&stored), _) => stored,
+            (None, Some(&stored)) => {
+                self.stored.insert(key, stored);
+                stored
+            }
+            (None, None) => StoredReplica::default(),
+        };
         let committed = Offset::new(stored.committed)
             .unwrap_or(Offset::ZERO)
             .min(offsets.log_end);
@@ -733,6 +753,55 @@ impl Driver {
         };
         if self.open(key, &slot.topic, slot.index, chain.epoch).await {
             self.reconfigure(key, chain).await;
+        }
+    }
+
+    /// Drops the replicas of topics the controller deleted, and their stored state.
+    fn forget_deleted(&mut self, state: &ClusterState) {
+        let live: HashSet<[u8; 16]> = state.topics().values().map(|topic| topic.id).collect();
+        let gone: Vec<PartitionRef> = self
+            .slots
+            .keys()
+            .filter(|key| !live.contains(&key.0))
+            .copied()
+            .collect();
+        for key in &gone {
+            let Some(slot) = self.slots.remove(key) else {
+                continue;
+            };
+            let partition = label(&slot);
+            for waiter in slot.waiters {
+                let _ = waiter
+                    .reply
+                    .send(Err(ProduceError::NoReplica(partition.clone())));
+            }
+            self.hub.set_head_ready(*key, None);
+            tracing::info!(partition, "replica closed: its topic was deleted");
+        }
+        let stored = self.stored.len();
+        self.stored.retain(|key, _| live.contains(&key.0));
+        if self.stored.len() != stored {
+            self.store();
+        }
+        self.replicated.extend(live);
+    }
+
+    /// Deletes from the engine the topics this node replicated that the controller
+    /// deleted (a topic it never replicated, made before the node joined a cluster, is
+    /// left alone).
+    async fn delete_topics(&self, state: &ClusterState) {
+        let live: HashSet<[u8; 16]> = state.topics().values().map(|topic| topic.id).collect();
+        let metadata = self.router.metadata();
+        let deleted: Vec<String> = metadata
+            .topics()
+            .filter(|topic| self.replicated.contains(&topic.uuid) && !live.contains(&topic.uuid))
+            .map(|topic| topic.name.clone())
+            .collect();
+        for name in deleted {
+            match self.router.delete_topic(&name).await {
+                Ok(()) => tracing::info!(topic = name, "topic deleted through the controller"),
+                Err(error) => tracing::warn!(topic = name, %error, "cannot delete the topic here"),
+            }
         }
     }
 

@@ -31,4 +31,4 @@ pub use quorum::{
     VOTERS_MAX, decode_message, encode_message,
 };
 pub use quorum_log::{LogRecord, QuorumLog, RECORD_BYTES_MAX, Replayed};
-pub use topic_request::{TopicRefusal, create_topic_command};
+pub use topic_request::{TopicChange, TopicRefusal, create_topic_command, topic_command};

@@ -1,7 +1,8 @@
-//! A request to create a topic, as the controller leader turns it into a command: chains
-//! placed on the registered nodes the controller has not fenced, heads rotating after the
-//! partitions that exist. Refusals travel between nodes (a request forwarded to the
-//! leader), so they carry their reason as text.
+//! A change to topics a client asks for (create a topic, add partitions, delete a topic),
+//! as the controller leader turns it into a command: new chains placed on the registered
+//! nodes the controller has not fenced, heads rotating after the partitions that exist.
+//! Requests and refusals travel between nodes (a request forwarded to the leader), so
+//! refusals carry their reason as text.
 
 use super::cluster::{ClusterState, Command, Refused};
 use super::placement::place;
@@ -20,6 +21,8 @@ pub enum TopicRefusal {
     InvalidReplicationFactor(String),
     #[error("topic {0} already exists")]
     TopicExists(String),
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
     #[error("{0}")]
     InvalidPartitions(String),
     #[error("{0}")]
@@ -35,12 +38,83 @@ impl From<Refused> for TopicRefusal {
     fn from(refused: Refused) -> TopicRefusal {
         match refused {
             Refused::TopicExists(name) => TopicRefusal::TopicExists(name),
+            Refused::UnknownTopic(name) => TopicRefusal::UnknownTopic(name),
             refused @ (Refused::TooManyPartitions { .. } | Refused::NoPartitions) => {
                 TopicRefusal::InvalidPartitions(refused.to_string())
             }
             refused => TopicRefusal::Invalid(refused.to_string()),
         }
     }
+}
+
+/// A change to topics, as a client asks for it.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum TopicChange {
+    Create {
+        name: String,
+        partitions: u32,
+        replication_factor: u16,
+    },
+    /// Partitions added so the topic has `total`.
+    AddPartitions {
+        name: String,
+        total: u32,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+/// The command that makes `change`, checked against `state`; `id` names a new topic.
+pub fn topic_command(
+    state: &ClusterState,
+    change: &TopicChange,
+    id: [u8; 16],
+) -> Result<Command, TopicRefusal> {
+    match change {
+        TopicChange::Create {
+            name,
+            partitions,
+            replication_factor,
+        } => create_topic_command(state, name, *partitions, *replication_factor, id),
+        TopicChange::AddPartitions { name, total } => {
+            let topic = state
+                .topic(name)
+                .ok_or_else(|| TopicRefusal::UnknownTopic(name.clone()))?;
+            let held = topic.partitions.len();
+            let total_count = usize::try_from(*total).unwrap_or(usize::MAX);
+            if total_count <= held || total_count > super::cluster::TOPIC_PARTITIONS_MAX {
+                return Err(TopicRefusal::InvalidPartitions(format!(
+                    "topic {name} has {held} partitions; a new count must be above that and at \
+                     most {}, not {total}",
+                    super::cluster::TOPIC_PARTITIONS_MAX
+                )));
+            }
+            let live = live_nodes(state);
+            let factor = usize::from(topic.replication_factor);
+            let chains = place(&live, state.partition_count(), total_count - held, factor)
+                .map_err(|error| TopicRefusal::InvalidReplicationFactor(error.to_string()))?;
+            Ok(Command::CreatePartitions {
+                name: name.clone(),
+                chains,
+            })
+        }
+        TopicChange::Delete { name } => {
+            if state.topic(name).is_none() {
+                return Err(TopicRefusal::UnknownTopic(name.clone()));
+            }
+            Ok(Command::DeleteTopic { name: name.clone() })
+        }
+    }
+}
+
+fn live_nodes(state: &ClusterState) -> Vec<NodeId> {
+    state
+        .nodes()
+        .iter()
+        .filter(|(_, record)| !record.fenced)
+        .map(|(node, _)| *node)
+        .collect()
 }
 
 /// The command that creates topic `name` of `partitions` chains of `factor` nodes, with
@@ -56,12 +130,7 @@ pub fn create_topic_command(
     if state.topic(name).is_some() {
         return Err(TopicRefusal::TopicExists(name.to_owned()));
     }
-    let live: Vec<NodeId> = state
-        .nodes()
-        .iter()
-        .filter(|(_, record)| !record.fenced)
-        .map(|(node, _)| *node)
-        .collect();
+    let live = live_nodes(state);
     let count = usize::try_from(partitions).unwrap_or(usize::MAX);
     if count == 0 || count > super::cluster::TOPIC_PARTITIONS_MAX {
         return Err(TopicRefusal::InvalidPartitions(format!(
@@ -127,5 +196,41 @@ mod tests {
             create_topic_command(&state, "u", 0, 1, [2; 16]),
             Err(TopicRefusal::InvalidPartitions(_))
         ));
+    }
+
+    #[test]
+    fn partitions_are_added_and_topics_deleted_only_when_they_exist() {
+        let mut state = registered(&[0, 1, 2]);
+        state
+            .apply(create_topic_command(&state, "t", 2, 2, [1; 16]).unwrap())
+            .unwrap();
+        let add = |total| TopicChange::AddPartitions {
+            name: "t".into(),
+            total,
+        };
+        let command = topic_command(&state, &add(5), [0; 16]).unwrap();
+        let Command::CreatePartitions { chains, .. } = &command else {
+            panic!("{command:?}")
+        };
+        assert_eq!(chains.len(), 3);
+        assert!(
+            chains.iter().all(|chain| chain.len() == 2),
+            "the topic's factor"
+        );
+        state.apply(command).unwrap();
+        assert_eq!(state.topic("t").unwrap().partitions.len(), 5);
+        assert!(matches!(
+            topic_command(&state, &add(5), [0; 16]),
+            Err(TopicRefusal::InvalidPartitions(_))
+        ));
+        let delete = |name: &str| TopicChange::Delete { name: name.into() };
+        assert_eq!(
+            topic_command(&state, &delete("u"), [0; 16]),
+            Err(TopicRefusal::UnknownTopic("u".into()))
+        );
+        state
+            .apply(topic_command(&state, &delete("t"), [0; 16]).unwrap())
+            .unwrap();
+        assert!(state.topic("t").is_none());
     }
 }

@@ -26,8 +26,8 @@ use super::topic_desk::{Asker, TOPIC_REQUESTS_MAX, TopicDesk, TopicRequest};
 use crate::binding::{ChainHub, read_message};
 use crate::controller::{
     ClusterState, ControllerConfig, ControllerNode, Endpoint, Heartbeat, HeartbeatAnswer,
-    ProposalId, QuorumConfig, QuorumError, ReplicaReport, Timing, TopicRefusal,
-    create_topic_command, decode_message, encode_message,
+    ProposalId, QuorumConfig, QuorumError, ReplicaReport, Timing, TopicChange, TopicRefusal,
+    decode_message, encode_message, topic_command,
 };
 use crate::ids::{ChainEpoch, NodeId};
 use crate::transport::{Frame, FrameBuilder, Inbound, Links, NodeMessage, WireAnswer, WireReport};
@@ -137,25 +137,31 @@ pub struct ControllerHandle {
 }
 
 impl ControllerHandle {
-    /// Asks the controller to create a topic of `partitions` chains of
-    /// `replication_factor` live nodes; answers once the cluster's log applied it (or why
-    /// not). Only the leader does: others answer `NotController`.
+    /// Asks the controller for a topic change (a topic of `partitions` chains of
+    /// `replication_factor` live nodes, partitions added, a topic deleted); answers once
+    /// the cluster's log applied it, or why not. The leader makes it; another node forwards
+    /// it to the leader it knows.
+    pub async fn change_topics(&self, change: TopicChange) -> Result<(), TopicRefusal> {
+        let (reply, answer) = futures::channel::oneshot::channel();
+        self.topics
+            .try_send(TopicRequest { change, reply })
+            .map_err(|_| TopicRefusal::Busy(TOPIC_REQUESTS_MAX))?;
+        answer.await.unwrap_or(Err(TopicRefusal::Lost))
+    }
+
+    /// Asks the controller to create a topic (see [`ControllerHandle::change_topics`]).
     pub async fn create_topic(
         &self,
         name: &str,
         partitions: u32,
         replication_factor: u16,
     ) -> Result<(), TopicRefusal> {
-        let (reply, answer) = futures::channel::oneshot::channel();
-        self.topics
-            .try_send(TopicRequest {
-                name: name.to_owned(),
-                partitions,
-                replication_factor,
-                reply,
-            })
-            .map_err(|_| TopicRefusal::Busy(TOPIC_REQUESTS_MAX))?;
-        answer.await.unwrap_or(Err(TopicRefusal::Lost))
+        self.change_topics(TopicChange::Create {
+            name: name.to_owned(),
+            partitions,
+            replication_factor,
+        })
+        .await
     }
 
     /// What the shards' chain drivers share.
@@ -435,18 +441,13 @@ impl Running {
                 NodeMessage::HeartbeatAnswer { id, answer } => {
                     self.membership.answer(*id, &(*answer).into());
                 }
-                NodeMessage::CreateTopic {
-                    id,
-                    name,
-                    partitions,
-                    replication_factor,
-                } => {
+                NodeMessage::ChangeTopics { id, change } => {
                     let asker = Asker::Peer {
                         node: from,
                         id: *id,
                     };
                     if self.controller.quorum().is_leader() {
-                        self.propose_topic(name, *partitions, *replication_factor, asker, outbox);
+                        self.propose_topic(change, asker, outbox);
                     } else {
                         self.answer_topic(asker, Err(TopicRefusal::NoController), outbox);
                     }
@@ -519,18 +520,12 @@ impl Running {
         self.controller.heartbeat(&heartbeat, now)
     }
 
-    /// The front end asks for a topic: proposed here as leader, else forwarded to the
-    /// leader.
+    /// The front end asks for a topic change: proposed here as leader, else forwarded to
+    /// the leader.
     fn topic_request(&mut self, request: TopicRequest, now: u64, outbox: &mut Outbox) {
-        let TopicRequest {
-            name,
-            partitions,
-            replication_factor,
-            reply,
-        } = request;
+        let TopicRequest { change, reply } = request;
         if self.controller.quorum().is_leader() {
-            let asker = Asker::Local(reply);
-            self.propose_topic(&name, partitions, replication_factor, asker, outbox);
+            self.propose_topic(&change, Asker::Local(reply), outbox);
             return;
         }
         let Some(leader) = self.controller.quorum().leader() else {
@@ -538,31 +533,16 @@ impl Running {
             return;
         };
         match self.topics.forward(reply, now) {
-            Ok(id) => outbox.push(
-                self.node,
-                leader,
-                NodeMessage::CreateTopic {
-                    id,
-                    name,
-                    partitions,
-                    replication_factor,
-                },
-            ),
+            Ok(id) => outbox.push(self.node, leader, NodeMessage::ChangeTopics { id, change }),
             Err(reply) => {
                 let _ = reply.send(Err(TopicRefusal::Busy(TOPIC_REQUESTS_MAX)));
             }
         }
     }
 
-    /// Proposes a topic (this node leads), answering `asker` at once if it cannot be.
-    fn propose_topic(
-        &mut self,
-        name: &str,
-        partitions: u32,
-        replication_factor: u16,
-        asker: Asker,
-        outbox: &mut Outbox,
-    ) {
+    /// Proposes a topic change (this node leads), answering `asker` at once if it cannot
+    /// be.
+    fn propose_topic(&mut self, change: &TopicChange, asker: Asker, outbox: &mut Outbox) {
         if !self.topics.can_propose() {
             self.answer_topic(asker, Err(TopicRefusal::Busy(TOPIC_REQUESTS_MAX)), outbox);
             return;
@@ -576,13 +556,12 @@ impl Running {
         id[6] = (id[6] & 0x0f) | 0x40;
         id[8] = (id[8] & 0x3f) | 0x80;
         let state = self.controller.state();
-        let proposed = create_topic_command(state, name, partitions, replication_factor, id)
-            .and_then(|command| {
-                self.controller
-                    .quorum_mut()
-                    .propose(&command)
-                    .map_err(|_| TopicRefusal::NoController)
-            });
+        let proposed = topic_command(state, change, id).and_then(|command| {
+            self.controller
+                .quorum_mut()
+                .propose(&command)
+                .map_err(|_| TopicRefusal::NoController)
+        });
         match proposed {
             Ok(proposal) => self.topics.proposed(proposal, asker, self.now_ms()),
             Err(refusal) => self.answer_topic(asker, Err(refusal), outbox),

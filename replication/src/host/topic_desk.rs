@@ -1,4 +1,4 @@
-//! Topic creation requests at the controller thread: the Kafka front end's own (from any
+//! Topic change requests (create, add partitions, delete) at the controller thread: the Kafka front end's own (from any
 //! shard) and other nodes' (forwarded to the leader, as Kafka brokers forward
 //! CreateTopics to the controller since KIP-590). The leader proposes them and answers
 //! each once its command applied; a follower forwards them to the leader it knows and
@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::controller::{ProposalId, TopicRefusal};
+use crate::controller::{ProposalId, TopicChange, TopicRefusal};
 use crate::ids::NodeId;
 
 /// Requests waiting at each stage, at most.
@@ -19,12 +19,10 @@ pub const ANSWER_WAIT_MS: u64 = 10_000;
 /// Where an answer goes.
 pub type TopicReply = futures::channel::oneshot::Sender<Result<(), TopicRefusal>>;
 
-/// A topic for the controller to create.
+/// A topic change for the controller to make.
 #[derive(Debug)]
 pub struct TopicRequest {
-    pub name: String,
-    pub partitions: u32,
-    pub replication_factor: u16,
+    pub change: TopicChange,
     pub reply: TopicReply,
 }
 

@@ -11,7 +11,7 @@
 
 use bytes::{Buf, Bytes};
 
-use crate::controller::{Endpoint, TopicRefusal};
+use crate::controller::{Endpoint, TopicChange, TopicRefusal};
 use crate::ids::NodeId;
 
 /// The largest frame, header and payload together (a claim past it is refused before any
@@ -70,14 +70,12 @@ pub enum NodeMessage {
         id: u64,
         answer: WireAnswer,
     },
-    /// A node asks the controller leader to create a topic (a Kafka client asked it).
-    CreateTopic {
+    /// A node asks the controller leader for a topic change (a Kafka client asked it).
+    ChangeTopics {
         id: u64,
-        name: String,
-        partitions: u32,
-        replication_factor: u16,
+        change: TopicChange,
     },
-    /// The leader's answer to the node's `CreateTopic` `id`: `None` once it is created.
+    /// The leader's answer to the node's `ChangeTopics` `id`: `None` once it is made.
     TopicAnswer {
         id: u64,
         refusal: Option<TopicRefusal>,
