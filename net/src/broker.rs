@@ -96,7 +96,18 @@ impl Broker {
     /// Creates the internal `__consumer_offsets` topic unless it exists, so every group has
     /// a partition and with it a coordinator. Kept forever until compaction lands.
     pub async fn ensure_offsets_topic(&self) {
-        if self.topic(OFFSETS_TOPIC).is_some() {
+        if let Some(topic) = self.topic(OFFSETS_TOPIC) {
+            // In a cluster the controller does not carry topic configs yet: each node keeps
+            // its copy of the committed offsets forever itself.
+            if self.config.cluster.is_some() && topic.config.retention_ms != -1 {
+                let keep = vec![strand_engine::ConfigChange::Set {
+                    key: "retention.ms".into(),
+                    value: "-1".into(),
+                }];
+                if let Err(error) = self.router.alter_topic_config(OFFSETS_TOPIC, keep).await {
+                    tracing::warn!(%error, "cannot keep {OFFSETS_TOPIC} forever");
+                }
+            }
             return;
         }
         if let Some(cluster) = &self.config.cluster {

@@ -55,9 +55,9 @@ impl From<AppendError> for KafkaError {
                 SequenceError::Fenced { .. } => ResponseError::InvalidProducerEpoch,
             },
             // Retriable: the client refreshes metadata and tries again (elsewhere, later).
-            AppendError::ShuttingDown | AppendError::CutInProgress { .. } => {
-                ResponseError::NotLeaderOrFollower
-            }
+            AppendError::ShuttingDown
+            | AppendError::CutInProgress { .. }
+            | AppendError::NotAtLogEnd { .. } => ResponseError::NotLeaderOrFollower,
             _ => ResponseError::UnknownServerError,
         };
         KafkaError::new(code, error.to_string())

@@ -344,6 +344,13 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             let _ = set.shutdown();
             bail!("a shard stopped unexpectedly; see the log above");
         }
+        if let Some(reason) = controller
+            .as_ref()
+            .and_then(|controller| controller.handle().chains().failure())
+        {
+            let _ = set.shutdown();
+            bail!("replication failed, the node stops (restarted, it rejoins): {reason}");
+        }
         if controller.as_ref().is_some_and(ControllerHost::has_stopped) {
             let _ = set.shutdown();
             let failure = controller.map(ControllerHost::stop);

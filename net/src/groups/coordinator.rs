@@ -206,8 +206,9 @@ pub async fn run(broker: Rc<Broker>, inbox: flume::Receiver<GroupCall>) {
                         // This node became the partition's head: what it knew of the
                         // partition's groups may be stale; the log has it all.
                         forget_partition(&broker, &state, partition);
-                        load_partition(&broker, &state, partition).await;
-                        loaded_in.insert(partition, epoch);
+                        if load_partition(&broker, &state, partition).await.is_some() {
+                            loaded_in.insert(partition, epoch);
+                        }
                     }
                 }
             }
@@ -227,7 +228,7 @@ async fn load(broker: &Broker, state: &Rc<RefCell<Groups>>) {
     let mut records = 0usize;
     for partition in 0..topic.partition_count() {
         if topic.owner(partition) == Some(router.shard()) {
-            records += load_partition(broker, state, partition).await;
+            records += load_partition(broker, state, partition).await.unwrap_or(0);
         }
     }
     tracing::debug!(shard = %router.shard(), records, "committed offsets loaded");
@@ -245,12 +246,26 @@ fn forget_partition(broker: &Broker, state: &Rc<RefCell<Groups>>, partition: u32
         .retain(|group, _| offsets::partition_for(group, count) != partition);
 }
 
-/// Loads the committed offsets of one partition of `__consumer_offsets`, up to its high
-/// watermark; returns how many records it applied.
-async fn load_partition(broker: &Broker, state: &Rc<RefCell<Groups>>, partition: u32) -> usize {
+/// Loads the committed offsets of one partition of `__consumer_offsets`, from its log
+/// start up to its high watermark; returns how many records it applied, or `None` when
+/// the log could not be read (a later call tries again).
+async fn load_partition(
+    broker: &Broker,
+    state: &Rc<RefCell<Groups>>,
+    partition: u32,
+) -> Option<usize> {
     let router = &broker.router;
     let mut records = 0usize;
-    let mut from = Offset::ZERO;
+    let failed = |error: &dyn std::fmt::Display| {
+        tracing::error!(partition, %error, "cannot load committed offsets");
+    };
+    let mut from = match router.offsets(OFFSETS_TOPIC, partition).await {
+        Ok(offsets) => offsets.log_start,
+        Err(error) => {
+            failed(&error);
+            return None;
+        }
+    };
     loop {
         let read = match router
             .read(OFFSETS_TOPIC, partition, from, LOAD_READ_BYTES)
@@ -258,8 +273,8 @@ async fn load_partition(broker: &Broker, state: &Rc<RefCell<Groups>>, partition:
         {
             Ok(read) => read,
             Err(error) => {
-                tracing::error!(partition, %error, "cannot load committed offsets");
-                break;
+                failed(&error);
+                return None;
             }
         };
         if read.bytes.is_empty() {
@@ -295,7 +310,7 @@ async fn load_partition(broker: &Broker, state: &Rc<RefCell<Groups>>, partition:
             break;
         }
     }
-    records
+    Some(records)
 }
 
 fn handle(broker: &Rc<Broker>, state: &Rc<RefCell<Groups>>, call: GroupCall) {

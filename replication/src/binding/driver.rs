@@ -82,7 +82,6 @@ pub async fn run_shard(router: Router, handle: ControllerHandle) {
         last_store: Instant::now(),
         frames: BTreeMap::new(),
         events,
-        broken: Vec::new(),
         replicated: HashSet::new(),
     };
     driver.replicated = driver.loaded.keys().map(|key| key.0).collect();
@@ -115,9 +114,6 @@ pub async fn run_shard(router: Router, handle: ControllerHandle) {
         if Instant::now() >= next_tick {
             driver.tick().await;
             next_tick = Instant::now() + TICK;
-        }
-        for key in std::mem::take(&mut driver.broken) {
-            driver.reopen(key).await;
         }
         driver.flush_frames();
     }
@@ -181,8 +177,6 @@ struct Driver {
     last_store: Instant,
     frames: BTreeMap<NodeId, FrameBuilder>,
     events: flume::Sender<Event>,
-    /// Replicas whose log refused what they asked, to reopen at the end of the pass.
-    broken: Vec<PartitionRef>,
     /// Topic ids this node replicated (seen in a view, or in the state file): deleted from
     /// the controller, they are deleted here too.
     replicated: HashSet<[u8; 16]>,
@@ -269,15 +263,11 @@ impl Driver {
                 match slot.replica.append(batch) {
                     Ok(at) if at == base => {}
                     outcome => {
-                        tracing::error!(
-                            topic = slot.topic,
-                            partition = slot.index,
-                            ?outcome,
-                            %base,
-                            "the head's replica and its log disagree; reopening the replica"
-                        );
                         let _ = reply.send(Err(ProduceError::Deposed(label(slot))));
-                        self.broken.push(key);
+                        let reason = format!(
+                            "the head's replica placed the batch at {outcome:?}, its log at {base}"
+                        );
+                        self.fail(key, &reason);
                         return;
                     }
                 }
@@ -293,6 +283,12 @@ impl Driver {
                 } else {
                     slot.waiters.push_back(Waiter { base, last, reply });
                 }
+            }
+            Err(error @ AppendError::NotAtLogEnd { .. }) => {
+                let reason = error.to_string();
+                let _ = reply.send(Err(ProduceError::Deposed(label(slot))));
+                self.fail(key, &reason);
+                return;
             }
             Err(error) => {
                 let _ = reply.send(Err(error.into()));
@@ -315,12 +311,7 @@ impl Driver {
                     slot.replica.synced(end);
                     self.drain(partition).await;
                 } else {
-                    tracing::warn!(
-                        topic = slot.topic,
-                        partition = slot.index,
-                        "an append failed; reopening the replica over what its log holds"
-                    );
-                    self.broken.push(partition);
+                    self.fail(partition, "an append it synced failed");
                 }
             }
             Event::Read {
@@ -352,16 +343,21 @@ impl Driver {
                 return;
             }
             for action in actions {
-                if !self.act(key, action).await {
-                    self.broken.push(key);
+                if let Err(reason) = self.act(key, action).await {
+                    self.fail(key, &reason);
                     return;
                 }
             }
         }
     }
 
-    /// One action; false when the engine refused it (the replica no longer matches its log).
-    async fn act(&mut self, key: PartitionRef, action: Action<ValidatedBatch>) -> bool {
+    /// One action; why not, when the engine refused it (the replica no longer matches its
+    /// log) or the attached epoch could not be stored.
+    async fn act(
+        &mut self,
+        key: PartitionRef,
+        action: Action<ValidatedBatch>,
+    ) -> Result<(), String> {
         if let Action::Sync {
             committed,
             attached_epoch,
@@ -374,13 +370,14 @@ impl Driver {
             };
             let held = self.stored.insert(key, stored);
             if held.map(|held| held.attached_epoch) != Some(stored.attached_epoch) {
-                self.store();
+                self.store()
+                    .map_err(|error| format!("storing its attached epoch: {error}"))?;
             } else if held != Some(stored) {
                 self.committed_dirty = true;
             }
         }
         let Some(slot) = self.slots.get_mut(&key) else {
-            return true;
+            return Ok(());
         };
         match action {
             Action::Send(envelope) => self.send(key, &envelope),
@@ -395,10 +392,7 @@ impl Driver {
                         .await
                     {
                         Ok(durable) => slot.durable.push(durable),
-                        Err(error) => {
-                            tracing::warn!(topic = slot.topic, partition = slot.index, %error, "replica append refused");
-                            return false;
-                        }
+                        Err(error) => return Err(format!("appending a follower's batch: {error}")),
                     }
                 }
             }
@@ -422,8 +416,7 @@ impl Driver {
             Action::Truncate { end } => {
                 slot.head_stored_end = slot.head_stored_end.min(end);
                 if let Err(error) = self.router.truncate(&slot.topic, slot.index, end).await {
-                    tracing::warn!(topic = slot.topic, partition = slot.index, %error, "cut refused");
-                    return false;
+                    return Err(format!("cutting its log at {end}: {error}"));
                 }
             }
             Action::Read { start } => {
@@ -443,7 +436,7 @@ impl Driver {
             }
             Action::Committed(committed) => self.committed(key, committed).await,
         }
-        true
+        Ok(())
     }
 
     /// Adds a chain message to its peer's frame, sending the frame first when the
@@ -531,21 +524,24 @@ impl Driver {
         }
     }
 
-    /// Stores every replica's state now.
-    fn store(&mut self) {
-        if let Err(error) = self.state.store(&self.stored) {
-            tracing::error!(%error, "cannot store the replicas' state");
-        }
+    /// Stores every replica's state now (blocking the shard for a write and two fsyncs:
+    /// once per attached-epoch change, at most once a second otherwise).
+    fn store(&mut self) -> std::io::Result<()> {
+        self.state.store(&self.stored)?;
         self.committed_dirty = false;
         self.last_store = Instant::now();
+        Ok(())
     }
 
     /// The periodic work: follow the view, tick the replicas, report.
     async fn tick(&mut self) {
+        if self.hub.failure().is_some() {
+            return; // the node is stopping
+        }
         let view = self.handle.view();
         if self.view_index != Some(view.applied_index) && view.registered {
-            self.follow(&view).await;
-            self.view_index = Some(view.applied_index);
+            let complete = self.follow(&view).await;
+            self.view_index = complete.then_some(view.applied_index);
         }
         let lease_valid = view.lease_until.is_some_and(|until| until > Instant::now());
         let lease_changed = lease_valid != self.lease_valid;
@@ -584,16 +580,24 @@ impl Driver {
             }
         }
         self.hub.report(self.shard, reports);
-        if self.committed_dirty && self.last_store.elapsed() >= STORE_COMMITTED_EVERY {
-            self.store();
+        if self.committed_dirty
+            && self.last_store.elapsed() >= STORE_COMMITTED_EVERY
+            && let Err(error) = self.store()
+        {
+            // Only committed offsets changed: a lower one read back is safe; retried later.
+            tracing::warn!(%error, "cannot store the replicas' committed offsets");
         }
     }
 
     /// Brings the replicas to the chains of the view: opens the partitions of this shard
     /// this node is attached to, gives every replica its chain, and (shard 0) creates the
     /// topics the engine does not hold yet.
-    async fn follow(&mut self, view: &ClusterView) {
+    ///
+    /// False when something is left to do (a topic this shard's metadata does not hold
+    /// yet, a replica that could not open, a topic not created): the next tick tries again.
+    async fn follow(&mut self, view: &ClusterView) -> bool {
         let state: &ClusterState = &view.state;
+        let mut complete = true;
         self.ids = state
             .topics()
             .iter()
@@ -602,7 +606,7 @@ impl Driver {
         self.forget_deleted(state);
         if self.shard == 0 {
             self.delete_topics(state).await;
-            self.create_topics(state).await;
+            complete &= self.create_topics(state).await;
         }
         for (name, topic) in state.topics() {
             for (index, record) in topic.partitions.iter().enumerate() {
@@ -610,20 +614,25 @@ impl Driver {
                 let key = (topic.id, index);
                 let chain = &record.chain;
                 if !self.slots.contains_key(&key) {
-                    let owned = self
-                        .router
-                        .resolve(name, index)
-                        .is_some_and(|(_, owner)| owner.index() == self.shard);
-                    if !owned || chain.attached(self.node).is_none() {
+                    if chain.attached(self.node).is_none() {
+                        continue;
+                    }
+                    let Some((_, owner)) = self.router.resolve(name, index) else {
+                        complete = false; // not in this shard's metadata yet
+                        continue;
+                    };
+                    if owner.index() != self.shard {
                         continue;
                     }
                     if !self.open(key, name, index, chain.epoch).await {
+                        complete = false;
                         continue;
                     }
                 }
                 self.reconfigure(key, chain.clone()).await;
             }
         }
+        complete
     }
 
     async fn reconfigure(&mut self, key: PartitionRef, chain: Chain) {
@@ -735,9 +744,13 @@ impl Driver {
         true
     }
 
-    /// Starts a replica over again from what its log holds, after the engine refused
-    /// what it asked (its producers are told to retry).
-    async fn reopen(&mut self, key: PartitionRef) {
+    /// The replica's log refused what it asked (a disk failure, or a log that parted from
+    /// the replica): it can no longer keep its promises, so it stops at once (its
+    /// producers are told to retry elsewhere) and the node stops too, as after a crash.
+    /// Restarted, the node registers again, which detaches it from its chains until it
+    /// caught up: starting the replica over in place would reuse the chain epoch's message
+    /// numbers and could count unsynced entries as durable.
+    fn fail(&mut self, key: PartitionRef, reason: &str) {
         let Some(slot) = self.slots.remove(&key) else {
             return;
         };
@@ -748,12 +761,8 @@ impl Driver {
                 .reply
                 .send(Err(ProduceError::Deposed(partition.clone())));
         }
-        let Some(chain) = slot.replica.chain().cloned() else {
-            return;
-        };
-        if self.open(key, &slot.topic, slot.index, chain.epoch).await {
-            self.reconfigure(key, chain).await;
-        }
+        tracing::error!(partition, reason, "replica failed; the node stops");
+        self.hub.fail(format!("partition {partition}: {reason}"));
     }
 
     /// Drops the replicas of topics the controller deleted, and their stored state.
@@ -780,8 +789,10 @@ impl Driver {
         }
         let stored = self.stored.len();
         self.stored.retain(|key, _| live.contains(&key.0));
-        if self.stored.len() != stored {
-            self.store();
+        if self.stored.len() != stored
+            && let Err(error) = self.store()
+        {
+            tracing::warn!(%error, "cannot store the replicas' state");
         }
         self.replicated.extend(live);
     }
@@ -807,7 +818,8 @@ impl Driver {
 
     /// Creates in the engine the topics of the view it lacks (with the controller's topic
     /// id, so every node names a topic alike), and the partitions added to them.
-    async fn create_topics(&self, state: &ClusterState) {
+    async fn create_topics(&self, state: &ClusterState) -> bool {
+        let mut complete = true;
         let metadata = self.router.metadata();
         for (name, topic) in state.topics() {
             let partitions = u32::try_from(topic.partitions.len()).expect("fits u32");
@@ -838,8 +850,10 @@ impl Driver {
             };
             if let Err(error) = outcome {
                 tracing::warn!(topic = name, %error, "cannot create the topic's partitions here");
+                complete = false;
             }
         }
+        complete
     }
 }
 

@@ -68,6 +68,8 @@ pub struct ChainHub {
     reports: Mutex<BTreeMap<usize, Vec<WireReport>>>,
     /// Partitions this node heads and has committed in, with the chain epoch.
     ready: Mutex<HashMap<PartitionRef, u64>>,
+    /// Why a replica failed, when one did: the node must stop.
+    failure: Mutex<Option<String>>,
     links: OnceLock<Arc<Links>>,
 }
 
@@ -88,6 +90,7 @@ impl ChainHub {
             routes: RwLock::new(HashMap::new()),
             reports: Mutex::new(BTreeMap::new()),
             ready: Mutex::new(HashMap::new()),
+            failure: Mutex::new(None),
             links: OnceLock::new(),
         }
     }
@@ -197,6 +200,22 @@ impl ChainHub {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&partition)
             .copied()
+    }
+
+    /// A replica failed for `reason`: the node must stop (the first reason is kept).
+    pub fn fail(&self, reason: String) {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(reason);
+    }
+
+    /// Why a replica failed, if one did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Every shard's latest replica reports, for a heartbeat.

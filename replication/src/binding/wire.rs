@@ -81,6 +81,8 @@ pub enum WireError {
     Batch(#[from] BatchError),
     #[error("a batch at {got} in a chain message whose entries continue at {expected}")]
     Misplaced { expected: i64, got: i64 },
+    #[error("an acknowledgement of {acked} past the sender's log end {log_end}")]
+    AckedPastEnd { acked: i64, log_end: i64 },
 }
 
 fn offset(value: i64) -> Result<Offset, WireError> {
@@ -135,7 +137,7 @@ pub fn read_message(frame: &Frame, wire: &ChainWire) -> Result<Message<Validated
             last_epoch,
             acked,
             seen,
-        } => Message::Ack {
+        } if acked <= log_end => Message::Ack {
             epoch: ChainEpoch::new(*epoch),
             seq: *seq,
             log_end: offset(*log_end)?,
@@ -143,5 +145,11 @@ pub fn read_message(frame: &Frame, wire: &ChainWire) -> Result<Message<Validated
             acked: offset(*acked)?,
             seen: *seen,
         },
+        ChainWire::Ack { acked, log_end, .. } => {
+            return Err(WireError::AckedPastEnd {
+                acked: *acked,
+                log_end: *log_end,
+            });
+        }
     })
 }
