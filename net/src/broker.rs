@@ -96,25 +96,22 @@ impl Broker {
     /// Creates the internal `__consumer_offsets` topic unless it exists, so every group has
     /// a partition and with it a coordinator. Kept forever until compaction lands.
     pub async fn ensure_offsets_topic(&self) {
-        if let Some(topic) = self.topic(OFFSETS_TOPIC) {
-            // In a cluster the controller does not carry topic configs yet: each node keeps
-            // its copy of the committed offsets forever itself.
-            if self.config.cluster.is_some() && topic.config.retention_ms != -1 {
-                let keep = vec![strand_engine::ConfigChange::Set {
-                    key: "retention.ms".into(),
-                    value: "-1".into(),
-                }];
-                if let Err(error) = self.router.alter_topic_config(OFFSETS_TOPIC, keep).await {
-                    tracing::warn!(%error, "cannot keep {OFFSETS_TOPIC} forever");
-                }
-            }
+        if self.topic(OFFSETS_TOPIC).is_some() {
             return;
         }
         if let Some(cluster) = &self.config.cluster {
             let factor = crate::cluster::replication_factor(cluster, -1).unwrap_or(1);
             let partitions = self.config.offsets_partitions;
-            match crate::cluster::create_topic(self, cluster, OFFSETS_TOPIC, partitions, factor)
-                .await
+            let keep = vec![("retention.ms".to_owned(), "-1".to_owned())];
+            match crate::cluster::create_topic(
+                self,
+                cluster,
+                OFFSETS_TOPIC,
+                partitions,
+                factor,
+                keep,
+            )
+            .await
             {
                 Ok(_) => tracing::info!("created {OFFSETS_TOPIC} through the controller"),
                 Err(error) => tracing::debug!(%error, "{OFFSETS_TOPIC} not created here"),
@@ -146,7 +143,8 @@ impl Broker {
         if let Some(cluster) = &self.config.cluster {
             let factor = crate::cluster::replication_factor(cluster, -1)?;
             let partitions = self.config.default_partitions;
-            return crate::cluster::create_topic(self, cluster, name, partitions, factor).await;
+            return crate::cluster::create_topic(self, cluster, name, partitions, factor, vec![])
+                .await;
         }
         let spec = TopicSpec {
             name: name.to_string(),

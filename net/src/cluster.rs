@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use strand_engine::TopicMeta;
+use strand_engine::{ConfigChange, TopicMeta};
 use strand_replication::controller::TopicChange;
 use strand_replication::host::{ClusterView, ControllerHandle};
 
@@ -41,15 +41,19 @@ pub fn replication_factor(cluster: &ControllerHandle, asked: i16) -> Result<u16,
         })
 }
 
-/// Has the controller create a topic, then waits until this node's engine holds it.
+/// Has the controller create a topic with `configs` (checked already), then waits until
+/// this node's engine holds it.
 pub async fn create_topic(
     broker: &Broker,
     cluster: &ControllerHandle,
     name: &str,
     partitions: u32,
     factor: u16,
+    configs: Vec<(String, String)>,
 ) -> Result<Arc<TopicMeta>, KafkaError> {
-    cluster.create_topic(name, partitions, factor).await?;
+    cluster
+        .create_topic(name, partitions, factor, configs)
+        .await?;
     tracing::info!(
         topic = name,
         partitions,
@@ -80,18 +84,6 @@ pub fn producer_id(node: i32, local: i64) -> Result<i64, KafkaError> {
         ));
     }
     Ok((node << PRODUCER_ID_LOCAL_BITS) | local)
-}
-
-/// Refuses, in a cluster, a topic change the controller does not carry yet (made on this
-/// node alone, it would part this node's topics from the cluster's).
-pub fn local_change(broker: &Broker, what: &str) -> Result<(), KafkaError> {
-    if broker.config.cluster.is_some() {
-        return Err(KafkaError::new(
-            ResponseError::InvalidRequest,
-            format!("{what} is not supported in a cluster yet"),
-        ));
-    }
-    Ok(())
 }
 
 /// Has the controller add partitions so `name` has `total`, then waits until this node's
@@ -133,6 +125,47 @@ pub async fn delete_topic(
         .await?;
     tracing::info!(topic = name, "topic deleted through the controller");
     wait_for(name, || broker.topic(name).is_none()).await
+}
+
+/// Has the controller set topic `name`'s settings to `changes` applied to those it holds,
+/// then waits until this node's engine has them.
+pub async fn configure_topic(
+    broker: &Broker,
+    cluster: &ControllerHandle,
+    name: &str,
+    changes: &[ConfigChange],
+) -> Result<(), KafkaError> {
+    let view = cluster.view();
+    let Some(topic) = view.state.topic(name) else {
+        return Err(crate::broker::unknown_topic(name));
+    };
+    let mut configs = topic.configs.clone();
+    for change in changes {
+        match change {
+            ConfigChange::Set { key, value } => {
+                configs.retain(|(held, _)| held != key);
+                configs.push((key.clone(), value.clone()));
+            }
+            ConfigChange::Reset { key } => configs.retain(|(held, _)| held != key),
+        }
+    }
+    configs.sort();
+    let wanted = configs.clone();
+    cluster
+        .change_topics(TopicChange::Configure {
+            name: name.to_owned(),
+            configs,
+        })
+        .await?;
+    tracing::info!(topic = name, "topic config changed through the controller");
+    wait_for(name, || {
+        broker.topic(name).is_some_and(|topic| {
+            wanted
+                .iter()
+                .all(|(key, value)| topic.config.get(key).as_deref() == Some(value.as_str()))
+        })
+    })
+    .await
 }
 
 /// Waits until `done` (the controller's change reached this node's engine).

@@ -235,6 +235,7 @@ impl Cluster {
                 id: [1; 16],
                 replication_factor: 3,
                 chains,
+                configs: Vec::new(),
             })
             .unwrap();
         self.run_until("topic created everywhere", 1000, |c| {

@@ -367,6 +367,7 @@ impl QuorumSim {
             id: [0; 16],
             replication_factor: 2,
             chains: vec![registered],
+            configs: Vec::new(),
         };
         quorum.propose(&command).ok().map(|_| name)
     }

@@ -134,6 +134,21 @@ fn produce(
     }
 }
 
+/// Takes acknowledgements from `acked` into `seen` until it holds `count`.
+fn wait_acks(acked: &mpsc::Receiver<Acked>, seen: &mut Vec<Acked>, count: usize, what: &str) {
+    let started = Instant::now();
+    while seen.len() < count {
+        assert!(
+            started.elapsed() < SETTLE,
+            "{what}: {} acknowledged",
+            seen.len()
+        );
+        if let Ok(ack) = acked.recv_timeout(Duration::from_millis(100)) {
+            seen.push(ack);
+        }
+    }
+}
+
 /// Every value in the partition from the beginning, in log order, read through `bootstrap`.
 fn read_all(bootstrap: &str, expected_at_least: usize) -> Vec<(i64, u64)> {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
@@ -213,24 +228,11 @@ fn kill_under_load(role: Role) {
         std::thread::spawn(move || produce(config, 1, &stop, &acks))
     };
     let mut seen: Vec<Acked> = Vec::new();
-    let wait_acks = |seen: &mut Vec<Acked>, count: usize, what: &str| {
-        let started = Instant::now();
-        while seen.len() < count {
-            assert!(
-                started.elapsed() < SETTLE,
-                "{what}: {} acknowledged",
-                seen.len()
-            );
-            if let Ok(ack) = acked.recv_timeout(Duration::from_millis(100)) {
-                seen.push(ack);
-            }
-        }
-    };
-    wait_acks(&mut seen, 200, "before the kill");
+    wait_acks(&acked, &mut seen, 200, "before the kill");
     let killed_at = Instant::now();
     cluster.kill(victim);
     let before = seen.len();
-    wait_acks(&mut seen, before + 200, "after the kill");
+    wait_acks(&acked, &mut seen, before + 200, "after the kill");
     stop.store(true, Ordering::Relaxed);
     producer.join().unwrap();
     seen.extend(acked.try_iter());
@@ -273,26 +275,13 @@ fn a_paused_head_is_fenced_and_acknowledges_nothing_after_it_resumes() {
         std::thread::spawn(move || produce(config, 1, &stop, &acks))
     };
     let mut seen: Vec<Acked> = Vec::new();
-    let wait_acks = |seen: &mut Vec<Acked>, count: usize, what: &str| {
-        let started = Instant::now();
-        while seen.len() < count {
-            assert!(
-                started.elapsed() < SETTLE,
-                "{what}: {} acknowledged",
-                seen.len()
-            );
-            if let Ok(ack) = acked.recv_timeout(Duration::from_millis(100)) {
-                seen.push(ack);
-            }
-        }
-    };
-    wait_acks(&mut seen, 100, "before the pause");
+    wait_acks(&acked, &mut seen, 100, "before the pause");
     cluster.signal(paused, "STOP");
     chain(&cluster, "without the paused head", |members| {
         !members.contains(&paused)
     });
     let before = seen.len();
-    wait_acks(&mut seen, before + 100, "at the new head");
+    wait_acks(&acked, &mut seen, before + 100, "at the new head");
 
     cluster.signal(paused, "CONT");
     let mut stale = rdkafka::ClientConfig::new();
@@ -587,5 +576,45 @@ fn partitions_added_and_topics_deleted_reach_every_node() {
         .fetch_watermarks("grown", 0, Duration::from_secs(10))
         .unwrap();
     assert_eq!((low, high), (0, 0), "a topic made again starts empty");
+    cluster.stop();
+}
+
+/// Topic settings go through the controller too: given at creation on one node and changed
+/// on another, every node describes them alike.
+#[test]
+fn topic_settings_reach_every_node() {
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+
+    let cluster = Cluster::start();
+    create_topic(&cluster);
+    let admin_of = |id: usize| -> AdminClient<DefaultClientContext> {
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap(id))
+            .create()
+            .unwrap()
+    };
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let retention_on = |id: usize| -> Option<String> {
+        let described = futures::executor::block_on(
+            admin_of(id).describe_configs(&[ResourceSpecifier::Topic("kept")], &options),
+        );
+        let configs = described.ok()?.remove(0).ok()?;
+        configs.get("retention.ms")?.value.clone()
+    };
+    let settle = |what: &str, value: &str| {
+        let started = Instant::now();
+        while !(0..3).all(|id| retention_on(id).as_deref() == Some(value)) {
+            assert!(started.elapsed() < SETTLE, "{what}: not within {SETTLE:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let topic = NewTopic::new("kept", 1, TopicReplication::Fixed(3)).set("retention.ms", "123456");
+    let made = futures::executor::block_on(admin_of(1).create_topics([&topic], &options));
+    assert!(matches!(made.as_deref(), Ok([Ok(_)])), "{made:?}");
+    settle("the creation's setting everywhere", "123456");
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("kept")).set("retention.ms", "234567");
+    let altered = futures::executor::block_on(admin_of(2).alter_configs(&[alter], &options));
+    assert!(matches!(altered.as_deref(), Ok([Ok(_)])), "{altered:?}");
+    settle("the changed setting everywhere", "234567");
     cluster.stop();
 }

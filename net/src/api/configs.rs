@@ -275,8 +275,10 @@ async fn apply(
     let router = &broker.router;
     if validate_only {
         router.validate_topic_config(name, changes).await?;
+    } else if let Some(cluster) = &broker.config.cluster {
+        router.validate_topic_config(name, changes.clone()).await?;
+        crate::cluster::configure_topic(broker, cluster, name, &changes).await?;
     } else {
-        crate::cluster::local_change(broker, "changing topic configs")?;
         router.alter_topic_config(name, changes).await?;
         tracing::info!(topic = %name, "topic config changed");
     }

@@ -62,20 +62,15 @@ async fn create(
     let router = &broker.router;
     if let Some(cluster) = &broker.config.cluster {
         let factor = crate::cluster::replication_factor(cluster, topic.replication_factor)?;
-        if !spec.configs.is_empty() {
-            return Err(KafkaError::new(
-                ResponseError::InvalidConfig,
-                "topic configs are not replicated through the controller yet; create the topic \
-                 with the broker defaults",
-            ));
-        }
         let partitions = spec.partitions;
         let name = spec.name.clone();
+        let configs = spec.configs.clone();
         let validated = router.validate_topic(spec).await?;
         if validate_only {
             return Ok(validated);
         }
-        return crate::cluster::create_topic(broker, cluster, &name, partitions, factor).await;
+        return crate::cluster::create_topic(broker, cluster, &name, partitions, factor, configs)
+            .await;
     }
     let created = if validate_only {
         router.validate_topic(spec).await?

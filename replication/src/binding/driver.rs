@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+use strand_engine::config::TOPIC_CONFIG_KEYS;
 use strand_engine::{
-    AppendError, AppendOutcome, BatchHeader, DurableAnswer, HeadAppend, Offset, ReadLimit, Router,
-    TopicSpec, ValidatedBatch,
+    AppendError, AppendOutcome, BatchHeader, ConfigChange, DurableAnswer, HeadAppend, Offset,
+    ReadLimit, Router, TopicSpec, ValidatedBatch,
 };
 
 use super::entry::{epoch_of, leader_epoch};
@@ -83,6 +84,7 @@ pub async fn run_shard(router: Router, handle: ControllerHandle) {
         frames: BTreeMap::new(),
         events,
         replicated: HashSet::new(),
+        configured: HashMap::new(),
     };
     driver.replicated = driver.loaded.keys().map(|key| key.0).collect();
     let mut next_tick = Instant::now();
@@ -180,6 +182,8 @@ struct Driver {
     /// Topic ids this node replicated (seen in a view, or in the state file): deleted from
     /// the controller, they are deleted here too.
     replicated: HashSet<[u8; 16]>,
+    /// The settings shard 0 last gave each topic, as the controller held them.
+    configured: HashMap<[u8; 16], Vec<(String, String)>>,
 }
 
 impl Driver {
@@ -607,6 +611,7 @@ impl Driver {
         if self.shard == 0 {
             self.delete_topics(state).await;
             complete &= self.create_topics(state).await;
+            complete &= self.configure_topics(state).await;
         }
         for (name, topic) in state.topics() {
             for (index, record) in topic.partitions.iter().enumerate() {
@@ -829,7 +834,7 @@ impl Driver {
                     .create_topic(TopicSpec {
                         name: name.clone(),
                         partitions,
-                        configs: Vec::new(),
+                        configs: topic.configs.clone(),
                         id: Some(topic.id),
                     })
                     .await
@@ -853,6 +858,50 @@ impl Driver {
                 complete = false;
             }
         }
+        complete
+    }
+}
+
+impl Driver {
+    /// Gives the engine's topics the settings the controller holds for them, when they
+    /// changed since it last did (every setting: those not named go back to the default).
+    async fn configure_topics(&mut self, state: &ClusterState) -> bool {
+        let mut complete = true;
+        let metadata = self.router.metadata();
+        for (name, topic) in state.topics() {
+            let here = metadata
+                .topic(name)
+                .is_some_and(|held| held.uuid == topic.id);
+            if !here || self.configured.get(&topic.id) == Some(&topic.configs) {
+                continue;
+            }
+            let changes = TOPIC_CONFIG_KEYS
+                .iter()
+                .map(|key| {
+                    let set = topic.configs.iter().find(|(held, _)| held == key);
+                    match set {
+                        Some((key, value)) => ConfigChange::Set {
+                            key: key.clone(),
+                            value: value.clone(),
+                        },
+                        None => ConfigChange::Reset {
+                            key: (*key).to_owned(),
+                        },
+                    }
+                })
+                .collect();
+            match self.router.alter_topic_config(name, changes).await {
+                Ok(_) => {
+                    self.configured.insert(topic.id, topic.configs.clone());
+                }
+                Err(error) => {
+                    tracing::warn!(topic = name, %error, "cannot give the topic its settings here");
+                    complete = false;
+                }
+            }
+        }
+        self.configured
+            .retain(|id, _| state.topics().values().any(|topic| topic.id == *id));
         complete
     }
 }

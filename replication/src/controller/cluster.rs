@@ -50,6 +50,8 @@ pub struct TopicRecord {
     pub id: [u8; 16],
     pub replication_factor: u16,
     pub partitions: Vec<ChainRecord>,
+    /// Settings that differ from the brokers' defaults, as Kafka key/value strings.
+    pub configs: Vec<(String, String)>,
 }
 
 /// A change to the cluster metadata, as the controller's log carries it.
@@ -64,12 +66,14 @@ pub enum Command {
         internal: Endpoint,
         incarnation: u64,
     },
-    /// A topic with one chain per partition, each of `replication_factor` nodes, head first.
+    /// A topic with one chain per partition, each of `replication_factor` nodes, head first,
+    /// and its settings.
     CreateTopic {
         name: String,
         id: [u8; 16],
         replication_factor: u16,
         chains: Vec<Vec<NodeId>>,
+        configs: Vec<(String, String)>,
     },
     /// More partitions for a topic, with their chains.
     CreatePartitions {
@@ -92,6 +96,11 @@ pub enum Command {
         node: NodeId,
         registrations: u64,
     },
+    /// A topic's settings (all that differ from the defaults) are now `configs`.
+    SetTopicConfigs {
+        name: String,
+        configs: Vec<(String, String)>,
+    },
 }
 
 /// What an applied command did.
@@ -110,6 +119,9 @@ pub enum Applied {
         partitions: u32,
     },
     TopicDeleted {
+        name: String,
+    },
+    TopicConfigured {
         name: String,
     },
     ChainSet {
@@ -222,7 +234,8 @@ impl ClusterState {
                 id,
                 replication_factor,
                 chains,
-            } => self.create_topic(name, id, replication_factor, &chains),
+                configs,
+            } => self.create_topic(name, id, replication_factor, &chains, configs),
             Command::CreatePartitions { name, chains } => self.create_partitions(name, &chains),
             Command::DeleteTopic { name } => match self.topics.remove(&name) {
                 Some(_) => Ok(Applied::TopicDeleted { name }),
@@ -237,6 +250,13 @@ impl ClusterState {
                 node,
                 registrations,
             } => self.fence(node, registrations),
+            Command::SetTopicConfigs { name, configs } => match self.topics.get_mut(&name) {
+                Some(topic) => {
+                    topic.configs = configs;
+                    Ok(Applied::TopicConfigured { name })
+                }
+                None => Err(Refused::UnknownTopic(name)),
+            },
         }
     }
 
@@ -302,6 +322,7 @@ impl ClusterState {
         id: [u8; 16],
         replication_factor: u16,
         chains: &[Vec<NodeId>],
+        configs: Vec<(String, String)>,
     ) -> Result<Applied, Refused> {
         if self.topics.contains_key(&name) {
             return Err(Refused::TopicExists(name));
@@ -317,6 +338,7 @@ impl ClusterState {
                 id,
                 replication_factor,
                 partitions,
+                configs,
             },
         );
         Ok(Applied::TopicCreated {
@@ -500,6 +522,7 @@ mod tests {
             id: [7; 16],
             replication_factor: u16::try_from(chains[0].len()).expect("short chains"),
             chains,
+            configs: Vec::new(),
         }
     }
 
@@ -537,6 +560,7 @@ mod tests {
                 id: [0; 16],
                 replication_factor: 2,
                 chains: vec![],
+                configs: Vec::new(),
             },
             Err(Refused::NoPartitions),
         );

@@ -54,6 +54,13 @@ pub enum TopicChange {
         name: String,
         partitions: u32,
         replication_factor: u16,
+        /// Settings that differ from the defaults (checked by the node that took them).
+        configs: Vec<(String, String)>,
+    },
+    /// The topic's settings that differ from the defaults become `configs`.
+    Configure {
+        name: String,
+        configs: Vec<(String, String)>,
     },
     /// Partitions added so the topic has `total`.
     AddPartitions {
@@ -76,7 +83,36 @@ pub fn topic_command(
             name,
             partitions,
             replication_factor,
-        } => create_topic_command(state, name, *partitions, *replication_factor, id),
+            configs,
+        } => {
+            create_topic_command(state, name, *partitions, *replication_factor, id).map(|command| {
+                match command {
+                    Command::CreateTopic {
+                        name,
+                        id,
+                        replication_factor,
+                        chains,
+                        ..
+                    } => Command::CreateTopic {
+                        name,
+                        id,
+                        replication_factor,
+                        chains,
+                        configs: configs.clone(),
+                    },
+                    other => other,
+                }
+            })
+        }
+        TopicChange::Configure { name, configs } => {
+            if state.topic(name).is_none() {
+                return Err(TopicRefusal::UnknownTopic(name.clone()));
+            }
+            Ok(Command::SetTopicConfigs {
+                name: name.clone(),
+                configs: configs.clone(),
+            })
+        }
         TopicChange::AddPartitions { name, total } => {
             let topic = state
                 .topic(name)
@@ -145,6 +181,7 @@ pub fn create_topic_command(
         id,
         replication_factor: factor,
         chains,
+        configs: Vec::new(),
     })
 }
 

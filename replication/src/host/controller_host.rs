@@ -155,11 +155,13 @@ impl ControllerHandle {
         name: &str,
         partitions: u32,
         replication_factor: u16,
+        configs: Vec<(String, String)>,
     ) -> Result<(), TopicRefusal> {
         self.change_topics(TopicChange::Create {
             name: name.to_owned(),
             partitions,
             replication_factor,
+            configs,
         })
         .await
     }
