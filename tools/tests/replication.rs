@@ -498,12 +498,6 @@ fn partitions_added_and_topics_deleted_reach_every_node() {
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
     let cluster = Cluster::start();
-    let admin_of = |id: usize| -> AdminClient<DefaultClientContext> {
-        rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", cluster.bootstrap(id))
-            .create()
-            .unwrap()
-    };
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let settle =
         |what: &str, done: &dyn Fn(usize, Option<&rdkafka::metadata::MetadataTopic>) -> bool| {
@@ -533,14 +527,16 @@ fn partitions_added_and_topics_deleted_reach_every_node() {
             }
         };
     create_topic(&cluster);
-    let made = futures::executor::block_on(admin_of(1).create_topics(
+    let made = futures::executor::block_on(cluster.admin(1).create_topics(
         [&NewTopic::new("grown", 2, TopicReplication::Fixed(2))],
         &options,
     ));
     assert!(matches!(made.as_deref(), Ok([Ok(_)])), "{made:?}");
     // Asked of node 2, whichever node leads the controller.
     let grown = futures::executor::block_on(
-        admin_of(2).create_partitions([&NewPartitions::new("grown", 4)], &options),
+        cluster
+            .admin(2)
+            .create_partitions([&NewPartitions::new("grown", 4)], &options),
     );
     assert!(matches!(grown.as_deref(), Ok([Ok(_)])), "{grown:?}");
     settle("four partitions everywhere", &|_, topic| {
@@ -560,10 +556,10 @@ fn partitions_added_and_topics_deleted_reach_every_node() {
         .unwrap();
     producer.flush(SETTLE).unwrap();
 
-    let deleted = futures::executor::block_on(admin_of(0).delete_topics(&["grown"], &options));
+    let deleted = futures::executor::block_on(cluster.admin(0).delete_topics(&["grown"], &options));
     assert!(matches!(deleted.as_deref(), Ok([Ok(_)])), "{deleted:?}");
     settle("the topic gone everywhere", &|_, topic| topic.is_none());
-    let again = futures::executor::block_on(admin_of(0).create_topics(
+    let again = futures::executor::block_on(cluster.admin(0).create_topics(
         [&NewTopic::new("grown", 1, TopicReplication::Fixed(3))],
         &options,
     ));
@@ -587,16 +583,12 @@ fn topic_settings_reach_every_node() {
 
     let cluster = Cluster::start();
     create_topic(&cluster);
-    let admin_of = |id: usize| -> AdminClient<DefaultClientContext> {
-        rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", cluster.bootstrap(id))
-            .create()
-            .unwrap()
-    };
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let retention_on = |id: usize| -> Option<String> {
         let described = futures::executor::block_on(
-            admin_of(id).describe_configs(&[ResourceSpecifier::Topic("kept")], &options),
+            cluster
+                .admin(id)
+                .describe_configs(&[ResourceSpecifier::Topic("kept")], &options),
         );
         let configs = described.ok()?.remove(0).ok()?;
         configs.get("retention.ms")?.value.clone()
@@ -609,11 +601,11 @@ fn topic_settings_reach_every_node() {
         }
     };
     let topic = NewTopic::new("kept", 1, TopicReplication::Fixed(3)).set("retention.ms", "123456");
-    let made = futures::executor::block_on(admin_of(1).create_topics([&topic], &options));
+    let made = futures::executor::block_on(cluster.admin(1).create_topics([&topic], &options));
     assert!(matches!(made.as_deref(), Ok([Ok(_)])), "{made:?}");
     settle("the creation's setting everywhere", "123456");
     let alter = AlterConfig::new(ResourceSpecifier::Topic("kept")).set("retention.ms", "234567");
-    let altered = futures::executor::block_on(admin_of(2).alter_configs(&[alter], &options));
+    let altered = futures::executor::block_on(cluster.admin(2).alter_configs(&[alter], &options));
     assert!(matches!(altered.as_deref(), Ok([Ok(_)])), "{altered:?}");
     settle("the changed setting everywhere", "234567");
     cluster.stop();

@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
 
 use super::{Broker, free_port};
 
@@ -91,6 +93,14 @@ impl Cluster {
             .map(|id| self.bootstrap(id))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// An admin client that talks to node `id` only (requests a follower must forward).
+    pub fn admin(&self, id: usize) -> AdminClient<DefaultClientContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap(id))
+            .create()
+            .expect("an admin client")
     }
 
     /// A librdkafka configuration bootstrapped on every node.
