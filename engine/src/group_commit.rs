@@ -1,11 +1,18 @@
 //! Group commit: one fdatasync covers every append that arrived while the previous one ran.
 //!
-//! Each partition has at most one [`FlushPlan`] in flight. Appends that arrive meanwhile
-//! only fill DMA buffers; when the plan completes, the shard takes everything appended
-//! since into the next plan. So at low load an append waits for one write and one
-//! fdatasync, and at high load many appends share both. A plan owns everything it touches
-//! (file handles, buffers, index bytes), so it runs as a plain future beside the shard loop
-//! while the loop keeps sole ownership of the partition's state.
+//! A commit ([`FlushPlan`]) runs in two steps: its writes, then its fdatasyncs. Each
+//! partition has at most one commit writing and at most two in flight: the next commit
+//! takes everything appended since and starts writing as soon as the previous one's writes
+//! have completed, while that one's fdatasync still runs. (Writes may not overlap sooner:
+//! a take's first write rewrites the previous take's last block, see `log_writer`.) So at
+//! low load an append waits for one write and one fdatasync, and at high load many appends
+//! share both while the disk is kept busy. A plan owns everything it touches (file handles,
+//! buffers, index bytes), so it runs as plain futures beside the shard loop while the loop
+//! keeps sole ownership of the partition's state.
+//!
+//! Outcomes are delivered in the order the commits began: a commit whose fdatasync ends
+//! first waits for its predecessor's outcome ([`CommitOrder`]), so the durable end only
+//! moves forward and a failed commit is seen before any later success.
 //!
 //! An append's waiter is answered only after the plan holding its bytes has written them,
 //! created and fsynced any new file and its directory entry, and fdatasync'd every file it
@@ -16,6 +23,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use futures::channel::oneshot;
 use glommio::io::{Directory, DmaFile, OpenOptions};
 
 use crate::config::FsyncPolicy;
@@ -111,9 +119,72 @@ impl CommitProbe {
     }
 }
 
+/// A step of a commit, as the shard loop receives it.
+#[derive(Debug)]
+pub enum CommitStep {
+    /// The writes completed; the fdatasyncs are next. The next commit may start writing.
+    Written(WrittenPlan),
+    /// The commit is over, successful or not.
+    Done(FlushOutcome),
+}
+
+/// Where a commit stands among its partition's: it delivers its outcome only after the
+/// previous commit's, then lets the next one deliver.
+#[derive(Debug)]
+pub struct CommitOrder {
+    previous: Option<oneshot::Receiver<()>>,
+    delivered: oneshot::Sender<()>,
+}
+
+impl CommitOrder {
+    /// The order of a commit that is the only one in flight, with no successor.
+    fn alone() -> CommitOrder {
+        CommitOrder {
+            previous: None,
+            delivered: oneshot::channel().0,
+        }
+    }
+
+    async fn wait_for_previous(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            // A dropped sender means the previous commit's future is gone: nothing to wait for.
+            let _ = previous.await;
+        }
+    }
+
+    fn deliver(self) {
+        let _ = self.delivered.send(());
+    }
+}
+
+/// A commit whose writes completed, with its fdatasyncs to run.
+#[derive(Debug)]
+pub struct WrittenPlan {
+    partition: PartitionId,
+    dir: PathBuf,
+    fsync: FsyncPolicy,
+    durable_end: Offset,
+    batch_bytes: usize,
+    batch_count: u64,
+    touched: Vec<Rc<DmaFile>>,
+    done: FlushDone,
+    order: CommitOrder,
+}
+
 impl FlushPlan {
-    /// Runs the plan: writes, seals, new directory entries, then fdatasync of every file.
+    /// Runs the plan whole, when it is the only one in flight (closing a partition):
+    /// writes, seals, new directory entries, then fdatasync of every file.
     pub async fn execute(self) -> FlushOutcome {
+        let order = CommitOrder::alone();
+        match self.write(order).await {
+            CommitStep::Written(written) => written.sync().await,
+            CommitStep::Done(outcome) => outcome,
+        }
+    }
+
+    /// Runs the plan's first step: creates files, writes, and seals. Gives a
+    /// [`CommitStep::Written`] to sync, or the failed outcome.
+    pub async fn write(self, mut order: CommitOrder) -> CommitStep {
         let FlushPlan {
             partition,
             dir,
@@ -123,22 +194,74 @@ impl FlushPlan {
             batch_bytes,
             batch_count,
         } = self;
-        let result = run(dir, segments, fsync).await;
+        match write_segments(segments, fsync).await {
+            Ok((done, touched)) => CommitStep::Written(WrittenPlan {
+                partition,
+                dir,
+                fsync,
+                durable_end,
+                batch_bytes,
+                batch_count,
+                touched,
+                done,
+                order,
+            }),
+            Err(reason) => {
+                order.wait_for_previous().await;
+                order.deliver();
+                CommitStep::Done(FlushOutcome {
+                    partition,
+                    durable_end,
+                    batch_bytes,
+                    batch_count,
+                    result: Err(reason),
+                })
+            }
+        }
+    }
+}
+
+impl WrittenPlan {
+    pub fn partition(&self) -> PartitionId {
+        self.partition
+    }
+
+    /// Files this commit created, by segment base: written, their entries not yet durable.
+    pub fn created(&self) -> &[(Offset, Rc<DmaFile>)] {
+        &self.done.created
+    }
+
+    /// Runs the second step: the directory's fsync if files were created, then fdatasync of
+    /// every file written; the outcome waits for the previous commit's.
+    pub async fn sync(self) -> FlushOutcome {
+        let WrittenPlan {
+            partition,
+            dir,
+            fsync,
+            durable_end,
+            batch_bytes,
+            batch_count,
+            touched,
+            mut done,
+            mut order,
+        } = self;
+        let synced = sync_files(&dir, &touched, fsync, &mut done).await;
+        order.wait_for_previous().await;
+        order.deliver();
         FlushOutcome {
             partition,
             durable_end,
             batch_bytes,
             batch_count,
-            result,
+            result: synced.map(|()| done),
         }
     }
 }
 
-async fn run(
-    dir: PathBuf,
+async fn write_segments(
     segments: Vec<SegmentFlush>,
     fsync: FsyncPolicy,
-) -> Result<FlushDone, String> {
+) -> Result<(FlushDone, Vec<Rc<DmaFile>>), String> {
     let mut done = FlushDone::default();
     let started = Instant::now();
     let mut touched = Vec::with_capacity(segments.len());
@@ -179,18 +302,27 @@ async fn run(
         touched.push(file);
     }
     done.write_time = started.elapsed();
-    let sync_started = Instant::now();
+    Ok((done, touched))
+}
+
+async fn sync_files(
+    dir: &std::path::Path,
+    touched: &[Rc<DmaFile>],
+    fsync: FsyncPolicy,
+    done: &mut FlushDone,
+) -> Result<(), String> {
+    let started = Instant::now();
     if fsync == FsyncPolicy::EveryCommit {
         if !done.created.is_empty() {
-            sync_directory(&dir).await?;
+            sync_directory(dir).await?;
         }
         let syncs = touched.iter().map(|file| file.fdatasync());
         for (file, result) in touched.iter().zip(futures::future::join_all(syncs).await) {
             result.map_err(|error| describe("fdatasync of", file, error))?;
         }
     }
-    done.sync_time = sync_started.elapsed();
-    Ok(done)
+    done.sync_time = started.elapsed();
+    Ok(())
 }
 
 async fn create_file(path: &std::path::Path) -> Result<DmaFile, String> {
@@ -275,17 +407,27 @@ fn path_of(file: &DmaFile) -> String {
     )
 }
 
-/// The appends of one partition waiting for their commit, oldest first.
+/// The most commits of one partition in flight: one syncing while the next writes.
+pub const COMMITS_IN_FLIGHT_MAX: usize = 2;
+
+/// One partition's commits in flight and the appends waiting for them, oldest first.
 #[derive(Debug)]
 pub struct GroupCommit<W> {
-    in_flight: bool,
+    /// Commits begun and not yet complete.
+    in_flight: usize,
+    /// True while the newest commit's writes run.
+    writing: bool,
+    /// Fires once the newest commit's outcome is delivered.
+    last_delivered: Option<oneshot::Receiver<()>>,
     waiters: VecDeque<(Offset, W)>,
 }
 
 impl<W> Default for GroupCommit<W> {
     fn default() -> Self {
         GroupCommit {
-            in_flight: false,
+            in_flight: 0,
+            writing: false,
+            last_delivered: None,
             waiters: VecDeque::new(),
         }
     }
@@ -307,25 +449,52 @@ impl<W> GroupCommit<W> {
     }
 
     pub fn in_flight(&self) -> bool {
-        self.in_flight
+        self.in_flight > 0
     }
 
-    /// Marks a plan as started.
+    /// True when a commit may begin: none is writing and fewer than the most are in flight.
+    pub fn can_begin(&self) -> bool {
+        !self.writing && self.in_flight < COMMITS_IN_FLIGHT_MAX
+    }
+
+    /// Marks a commit as begun (writing) and gives its place in the delivery order.
     ///
     /// # Panics
-    /// When one is already in flight: two plans could write the same block at once.
-    pub fn begin(&mut self) {
-        assert!(!self.in_flight, "one group commit in flight per partition");
-        self.in_flight = true;
+    /// When one is writing (two commits could write the same block at once) or the most
+    /// are in flight.
+    pub fn begin(&mut self) -> CommitOrder {
+        assert!(!self.writing, "one group commit writing per partition");
+        assert!(
+            self.in_flight < COMMITS_IN_FLIGHT_MAX,
+            "at most {COMMITS_IN_FLIGHT_MAX} group commits in flight per partition"
+        );
+        self.in_flight += 1;
+        self.writing = true;
+        let (delivered, next) = oneshot::channel();
+        CommitOrder {
+            previous: self.last_delivered.replace(next),
+            delivered,
+        }
     }
 
-    /// Marks the plan as done and returns every waiter whose append is below `durable_end`.
+    /// Marks the newest commit's writes as complete: the next may begin.
+    pub fn written(&mut self) {
+        assert!(self.writing, "no group commit is writing");
+        self.writing = false;
+    }
+
+    /// Marks the oldest commit as done and returns every waiter whose append is below
+    /// `durable_end`.
     pub fn complete(&mut self, durable_end: Offset) -> Vec<W> {
         assert!(
-            self.in_flight,
+            self.in_flight > 0,
             "completing a group commit that was not started"
         );
-        self.in_flight = false;
+        self.in_flight -= 1;
+        if self.in_flight == 0 {
+            // Only the newest commit can fail while writing; it is then the only one.
+            self.writing = false;
+        }
         let ready = self
             .waiters
             .partition_point(|(last, _)| *last < durable_end);
@@ -347,6 +516,8 @@ impl<W> GroupCommit<W> {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
 
     fn offset(value: i64) -> Offset {
@@ -370,20 +541,75 @@ mod tests {
         let mut commit = GroupCommit::default();
         commit.wait(offset(4), "a");
         commit.wait(offset(9), "b");
-        commit.begin();
+        let _order = commit.begin();
         commit.wait(offset(12), "c");
+        commit.written();
         assert_eq!(commit.complete(offset(10)), vec!["a", "b"]);
         assert!(!commit.in_flight());
         assert_eq!(commit.waiting(), 1);
-        commit.begin();
+        let _order = commit.begin();
+        commit.written();
         assert_eq!(commit.complete(offset(13)), vec!["c"]);
     }
 
     #[test]
-    #[should_panic(expected = "one group commit in flight")]
-    fn two_plans_in_flight_is_a_bug() {
+    fn the_next_commit_begins_once_the_previous_has_written() {
         let mut commit = GroupCommit::<()>::default();
-        commit.begin();
-        commit.begin();
+        let _first = commit.begin();
+        assert!(!commit.can_begin(), "the first is still writing");
+        commit.written();
+        assert!(
+            commit.can_begin(),
+            "the first is syncing: the next may write"
+        );
+        let _second = commit.begin();
+        commit.written();
+        assert!(!commit.can_begin(), "two are in flight");
+        assert!(commit.complete(offset(1)).is_empty());
+        assert!(commit.can_begin());
+        assert!(commit.in_flight());
+        assert!(commit.complete(offset(2)).is_empty());
+        assert!(!commit.in_flight());
+    }
+
+    #[test]
+    fn a_commit_delivers_only_after_the_one_before_it() {
+        let mut commit = GroupCommit::<()>::default();
+        let first = commit.begin();
+        commit.written();
+        let mut second = commit.begin();
+        let mut waiting = Box::pin(async move {
+            second.wait_for_previous().await;
+            second
+        });
+        assert!(waiting.as_mut().now_or_never().is_none());
+        first.deliver();
+        assert!(waiting.as_mut().now_or_never().is_some());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_commit_writing() {
+        let mut commit = GroupCommit::<()>::default();
+        let _order = commit.begin();
+        assert!(commit.complete(offset(1)).is_empty());
+        assert!(commit.can_begin());
+    }
+
+    #[test]
+    #[should_panic(expected = "one group commit writing")]
+    fn two_plans_writing_is_a_bug() {
+        let mut commit = GroupCommit::<()>::default();
+        let _first = commit.begin();
+        let _second = commit.begin();
+    }
+
+    #[test]
+    #[should_panic(expected = "at most 2 group commits in flight")]
+    fn three_plans_in_flight_is_a_bug() {
+        let mut commit = GroupCommit::<()>::default();
+        for _ in 0..3 {
+            let _order = commit.begin();
+            commit.written();
+        }
     }
 }

@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::io::DmaFile;
 
 use crate::batch::ValidatedBatch;
 use crate::config::{FsyncPolicy, TopicConfig};
@@ -610,19 +613,19 @@ impl PartitionLog {
 
     /// Applies a finished commit: installs created files, advances durable lengths and the
     /// high watermark, or poisons the partition when the commit failed.
+    ///
+    /// A commit that succeeds after an earlier one failed changes nothing: the partition
+    /// stays poisoned, and no later fdatasync vouches for bytes an earlier one lost.
     pub fn finish_flush(&mut self, outcome: &mut FlushOutcome) {
         let done = match &mut outcome.result {
+            Ok(_) if self.poisoned.is_some() => return,
             Ok(done) => done,
             Err(reason) => {
                 self.poison(reason.clone());
                 return;
             }
         };
-        for (base, file) in done.created.drain(..) {
-            if let Some(segment) = self.segments.get_mut(&base) {
-                segment.file = Some(file);
-            }
-        }
+        self.install_files(&done.created);
         for base in &done.sealed {
             if let Some(segment) = self.segments.get_mut(base) {
                 segment.sealed = true;
@@ -643,6 +646,16 @@ impl PartitionLog {
             self.label
         );
         self.durable_end = outcome.durable_end;
+    }
+
+    /// Gives segments the files a commit created for them, once its writes completed: the
+    /// next commit writes to them rather than creating them again.
+    pub fn install_files(&mut self, created: &[(Offset, Rc<DmaFile>)]) {
+        for (base, file) in created {
+            if let Some(segment) = self.segments.get_mut(base) {
+                segment.file = Some(file.clone());
+            }
+        }
     }
 
     /// Where a read of `from` up to `limit` (the high watermark for consumers, the
@@ -871,4 +884,48 @@ fn segment_facts(segment: &Segment) -> SegmentFacts {
             && segment.file.is_some()
             && (segment.sealed || !segment.rolled),
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group_commit::FlushDone;
+    use crate::ids::TopicId;
+
+    fn outcome(
+        partition: PartitionId,
+        end: i64,
+        result: Result<FlushDone, String>,
+    ) -> FlushOutcome {
+        FlushOutcome {
+            partition,
+            durable_end: Offset::new(end).expect("non-negative"),
+            batch_bytes: 0,
+            batch_count: 0,
+            result,
+        }
+    }
+
+    #[test]
+    fn a_commit_that_succeeds_after_an_earlier_one_failed_makes_nothing_durable() {
+        let id = PartitionId {
+            topic: TopicId::new(1),
+            index: 0,
+        };
+        let mut log = PartitionLog::create(
+            id,
+            "topic-0".into(),
+            PathBuf::from("/nonexistent"),
+            TopicConfig::default(),
+            FsyncPolicy::EveryCommit,
+            BUFFER_BYTES_FOR_TESTS,
+            0,
+        );
+        log.finish_flush(&mut outcome(id, 10, Err("fdatasync failed".into())));
+        log.finish_flush(&mut outcome(id, 20, Ok(FlushDone::default())));
+        assert_eq!(log.poisoned(), Some("fdatasync failed"));
+        assert_eq!(log.durable_end(), Offset::ZERO);
+    }
+
+    const BUFFER_BYTES_FOR_TESTS: usize = 1 << 16;
 }

@@ -25,7 +25,7 @@ use glommio::timer::Timer;
 use crate::batch_cache::{BatchCache, CacheRead};
 use crate::config::EngineConfig;
 use crate::data_waits::DataWaits;
-use crate::group_commit::{CommitProbe, FlushOutcome, GroupCommit};
+use crate::group_commit::{CommitProbe, CommitStep, FlushOutcome, GroupCommit, WrittenPlan};
 use crate::ids::{PartitionId, ShardId};
 use crate::layout;
 use crate::metadata::{MetadataSnapshot, TopicMeta, partition_label};
@@ -115,7 +115,8 @@ pub(crate) struct Shard {
     cuts_waiting: ahash::AHashSet<PartitionId>,
     pending_write_bytes: usize,
     commits: CommitProbe,
-    flushes: FuturesUnordered<LocalBoxFuture<'static, FlushOutcome>>,
+    /// Group commits in flight, each at one of its two steps.
+    flushes: FuturesUnordered<LocalBoxFuture<'static, CommitStep>>,
     jobs: FuturesUnordered<LocalBoxFuture<'static, ()>>,
     metadata: Rc<RefCell<Arc<MetadataSnapshot>>>,
     /// Tasks this shard owns and cancels when it shuts down (front end, metadata service).
@@ -133,7 +134,7 @@ enum Event {
     Control(ShardControl),
     /// The shard set dropped its control sender (it is being torn down without `shutdown`).
     ControlClosed,
-    Flushed(FlushOutcome),
+    Flushed(CommitStep),
     JobDone,
     Tick,
     Disconnected,
@@ -219,7 +220,8 @@ impl Shard {
                     self.stop();
                 }
                 Event::ControlClosed => orders_open = false,
-                Event::Flushed(outcome) => {
+                Event::Flushed(CommitStep::Written(written)) => self.on_written(written),
+                Event::Flushed(CommitStep::Done(outcome)) => {
                     let partition = outcome.partition;
                     self.on_flushed(outcome);
                     self.try_cut(partition).await;
@@ -605,18 +607,32 @@ impl Shard {
         }
     }
 
-    /// Starts the partition's next group commit unless one is in flight.
+    /// Starts the partition's next group commit unless one is writing or the most are in
+    /// flight.
     fn start_flush(&mut self, partition: PartitionId) {
         let Some(slot) = self.partitions.get_mut(&partition) else {
             return;
         };
-        if slot.commit.in_flight() {
+        if !slot.commit.can_begin() {
             return;
         }
         if let Some(plan) = slot.log.take_flush() {
-            slot.commit.begin();
-            self.flushes.push(plan.execute().boxed_local());
+            let order = slot.commit.begin();
+            self.flushes.push(plan.write(order).boxed_local());
         }
+    }
+
+    /// A commit's writes completed: its files are in place for the next commit, which may
+    /// now start writing while this one syncs.
+    fn on_written(&mut self, written: WrittenPlan) {
+        let partition = written.partition();
+        if let Some(slot) = self.partitions.get_mut(&partition) {
+            slot.log.install_files(written.created());
+            slot.commit.written();
+        }
+        self.flushes
+            .push(written.sync().map(CommitStep::Done).boxed_local());
+        self.start_flush(partition);
     }
 
     fn on_flushed(&mut self, mut outcome: FlushOutcome) {
