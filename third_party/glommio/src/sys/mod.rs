@@ -320,11 +320,13 @@ impl SleepNotifier {
         // Sender only errors out if the destination disconnected. That
         // most likely happened because the remote executor already died, in which
         // case they were no longer interested in this notification. But log.
-        if self.waker_sender.send(waker).is_err() {
+        if let Err(unsent) = self.waker_sender.send(waker) {
             debug!(
                 "Executor {} cannot send the waker to its destination!",
                 self.id()
             );
+            // Strand patch 6: dropping it here would send it home again, without end.
+            std::mem::forget(unsent.into_inner());
         }
 
         self.notify(force_notify);

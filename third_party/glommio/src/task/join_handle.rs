@@ -100,7 +100,7 @@ impl<R> Drop for JoinHandle<R> {
                 }
 
                 let state = (*header).state;
-                let refs = (*header).references.load(Ordering::Relaxed);
+                let refs = (*header).references.load(Ordering::Acquire);
 
                 // If the task has been completed but not yet closed, that means its output
                 // must be dropped.

@@ -251,9 +251,30 @@ where
     /// Wakes a waker.
     unsafe fn wake(ptr: *const ()) {
         dbg_context!(ptr, "wake", {
+            let raw = Self::from_ptr(ptr);
+            if Self::thread_id() != Some(raw.my_id()) {
+                // Strand patch 6: the waker's reference goes home with it; the owning
+                // executor wakes the task and drops the reference there.
+                Self::send_home(ptr);
+                return;
+            }
             Self::do_wake(ptr);
             Self::drop_waker(ptr);
         });
+    }
+
+    /// Hands a waker's reference, held on a foreign thread, to the task's executor, which
+    /// wakes the task and drops the reference. A foreign thread never drops a task's last
+    /// reference itself: between a count reaching zero here and being raised again, the
+    /// owner could free the task (Strand patch 6).
+    unsafe fn send_home(ptr: *const ()) {
+        let raw = Self::from_ptr(ptr);
+        let latency_matters = (*raw.header).latency_matters;
+        let notifier = raw.notifier();
+        notifier.queue_waker(
+            Waker::from_raw(RawWaker::new(ptr, &Self::RAW_WAKER_VTABLE)),
+            latency_matters,
+        );
     }
 
     /// Wakes a waker by reference.
@@ -282,7 +303,9 @@ where
     #[inline]
     #[track_caller]
     fn decrement_references(header: &Header) -> i16 {
-        let refs = header.references.fetch_sub(1, Ordering::Relaxed);
+        // Acquire-release, as `Arc` does: whatever a dropped reference's thread did with the
+        // task happens before the task is destroyed.
+        let refs = header.references.fetch_sub(1, Ordering::AcqRel);
         assert_ne!(refs, 0, "Waker invariant broken: {header:?}");
         refs - 1
     }
@@ -300,17 +323,28 @@ where
 
             if Self::thread_id() != Some(raw.my_id()) {
                 dbg_context!(ptr, "foreign", {
-                    // In case the task complete before the last foreign waker
-                    // is dropped, schedule it once more to ensure the task
-                    // will be destroyed
-                    if Self::decrement_references(&*(raw.header as *mut Header)) == 0 {
-                        let notifier = raw.notifier();
-                        notifier.queue_waker(
-                            Waker::from_raw(Self::clone_waker(ptr)),
-                            (*raw.header).latency_matters,
-                        );
+                    // Strand patch 6: 0.9.0 decremented here and, on reaching zero, cloned a
+                    // waker to send home. The owner could destroy the task in between (a
+                    // JoinHandle dropped then reads zero), and the clone and the later wake
+                    // touched freed memory. Decrement only while another reference remains;
+                    // the last one goes home.
+                    let header = &*(raw.header as *const Header);
+                    let mut refs = header.references.load(Ordering::Acquire);
+                    loop {
+                        if refs <= 1 {
+                            Self::send_home(ptr);
+                            return;
+                        }
+                        match header.references.compare_exchange_weak(
+                            refs,
+                            refs - 1,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => return,
+                            Err(now) => refs = now,
+                        }
                     }
-                    return;
                 });
             }
 
