@@ -144,7 +144,20 @@ impl Drop for Broker {
     }
 }
 
+/// A port nothing listens on, never handed out before in this test process. The kernel may
+/// give the same free port to two tests running at once; both brokers would then bind it
+/// (SO_REUSEPORT), one would refuse to start, and its test would talk to the other's.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    listener.local_addr().expect("local address").port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+        let port = listener.local_addr().expect("local address").port();
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
