@@ -160,15 +160,33 @@ impl CommitOrder {
 /// A commit whose writes completed, with its fdatasyncs to run.
 #[derive(Debug)]
 pub struct WrittenPlan {
-    partition: PartitionId,
+    facts: CommitFacts,
     dir: PathBuf,
     fsync: FsyncPolicy,
-    durable_end: Offset,
-    batch_bytes: usize,
-    batch_count: u64,
     touched: Vec<Rc<DmaFile>>,
     done: FlushDone,
     order: CommitOrder,
+}
+
+/// What a commit covers, carried from its plan to its outcome.
+#[derive(Debug)]
+struct CommitFacts {
+    partition: PartitionId,
+    durable_end: Offset,
+    batch_bytes: usize,
+    batch_count: u64,
+}
+
+impl CommitFacts {
+    fn outcome(self, result: Result<FlushDone, String>) -> FlushOutcome {
+        FlushOutcome {
+            partition: self.partition,
+            durable_end: self.durable_end,
+            batch_bytes: self.batch_bytes,
+            batch_count: self.batch_count,
+            result,
+        }
+    }
 }
 
 impl FlushPlan {
@@ -194,14 +212,17 @@ impl FlushPlan {
             batch_bytes,
             batch_count,
         } = self;
+        let facts = CommitFacts {
+            partition,
+            durable_end,
+            batch_bytes,
+            batch_count,
+        };
         match write_segments(segments, fsync).await {
             Ok((done, touched)) => CommitStep::Written(WrittenPlan {
-                partition,
+                facts,
                 dir,
                 fsync,
-                durable_end,
-                batch_bytes,
-                batch_count,
                 touched,
                 done,
                 order,
@@ -209,13 +230,7 @@ impl FlushPlan {
             Err(reason) => {
                 order.wait_for_previous().await;
                 order.deliver();
-                CommitStep::Done(FlushOutcome {
-                    partition,
-                    durable_end,
-                    batch_bytes,
-                    batch_count,
-                    result: Err(reason),
-                })
+                CommitStep::Done(facts.outcome(Err(reason)))
             }
         }
     }
@@ -223,7 +238,7 @@ impl FlushPlan {
 
 impl WrittenPlan {
     pub fn partition(&self) -> PartitionId {
-        self.partition
+        self.facts.partition
     }
 
     /// Files this commit created, by segment base: written, their entries not yet durable.
@@ -235,12 +250,9 @@ impl WrittenPlan {
     /// every file written; the outcome waits for the previous commit's.
     pub async fn sync(self) -> FlushOutcome {
         let WrittenPlan {
-            partition,
+            facts,
             dir,
             fsync,
-            durable_end,
-            batch_bytes,
-            batch_count,
             touched,
             mut done,
             mut order,
@@ -248,13 +260,7 @@ impl WrittenPlan {
         let synced = sync_files(&dir, &touched, fsync, &mut done).await;
         order.wait_for_previous().await;
         order.deliver();
-        FlushOutcome {
-            partition,
-            durable_end,
-            batch_bytes,
-            batch_count,
-            result: synced.map(|()| done),
-        }
+        facts.outcome(synced.map(|()| done))
     }
 }
 
