@@ -132,7 +132,6 @@ fn commits_between(before: CommitProbe, after: CommitProbe) -> CommitProbe {
         commits: after.commits - before.commits,
         batches: after.batches - before.batches,
         bytes: after.bytes - before.bytes,
-        writes: after.writes - before.writes,
         write_time: after.write_time - before.write_time,
         sync_time: after.sync_time - before.sync_time,
     }

@@ -91,7 +91,6 @@ pub struct FlushDone {
     /// Time spent creating files and writing, and then making it durable.
     pub write_time: Duration,
     pub sync_time: Duration,
-    pub writes: usize,
 }
 
 /// What a shard's group commits did, for metrics.
@@ -100,7 +99,6 @@ pub struct CommitProbe {
     pub commits: u64,
     pub batches: u64,
     pub bytes: u64,
-    pub writes: u64,
     pub write_time: Duration,
     pub sync_time: Duration,
 }
@@ -112,7 +110,6 @@ impl CommitProbe {
             self.commits += 1;
             self.batches += outcome.batch_count;
             self.bytes += u64::try_from(outcome.batch_bytes).unwrap_or(u64::MAX);
-            self.writes += u64::try_from(done.writes).unwrap_or(u64::MAX);
             self.write_time += done.write_time;
             self.sync_time += done.sync_time;
         }
@@ -280,7 +277,6 @@ async fn write_segments(
                 file
             }
         };
-        done.writes += segment.writes.len();
         // A take's writes never overlap (see `log_writer`), so they go out together.
         let writes = segment
             .writes
