@@ -32,15 +32,8 @@ impl BrokerProcess {
     /// `strand serve` on `data_dir`; `fsync` false adds --no-fsync.
     pub fn strand(binary: &Path, data_dir: &Path, fsync: bool) -> anyhow::Result<BrokerProcess> {
         let port = free_port()?;
-        let mut command = Command::new(binary);
-        command
-            .arg("serve")
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--metrics", "none"])
-            .env("STRAND_LOG", "warn");
+        let mut command = strand_command(binary, data_dir, port);
+        command.args(["--metrics", "none"]);
         if !fsync {
             command.arg("--no-fsync");
         }
@@ -49,6 +42,22 @@ impl BrokerProcess {
             command,
             port,
         )
+    }
+
+    /// A durable `strand serve` on `data_dir` serving its metrics; with the metrics port.
+    pub fn strand_with_metrics(
+        binary: &Path,
+        data_dir: &Path,
+    ) -> anyhow::Result<(BrokerProcess, u16)> {
+        let port = free_port()?;
+        let metrics = free_port()?;
+        let mut command = strand_command(binary, data_dir, port);
+        command.args(["--metrics", &format!("127.0.0.1:{metrics}")]);
+        Ok((BrokerProcess::spawn("strand", command, port)?, metrics))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Tansu's broker with `storage` (`sqlite://FILE` or `memory://tansu/`).
@@ -143,6 +152,18 @@ impl Drop for BrokerProcess {
             let _ = child.wait();
         }
     }
+}
+
+fn strand_command(binary: &Path, data_dir: &Path, port: u16) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("STRAND_LOG", "warn");
+    command
 }
 
 /// A `NAME: N kB` line of a /proc file such as status or meminfo, in KiB.

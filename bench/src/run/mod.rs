@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod limits;
 pub mod load;
 pub mod plots;
+pub mod profile;
 pub mod results;
 pub mod systems;
 
@@ -47,6 +48,10 @@ pub struct Options {
     /// Leave out the three-node cluster (replicated produce and failover).
     #[arg(long)]
     pub skip_cluster: bool,
+    /// Leave out the second runs of the latency workloads that show where their time goes
+    /// (CPU per process, the broker's commit timings, perf's hottest functions).
+    #[arg(long)]
+    pub skip_profile: bool,
     /// Measure only the single node's durable produce and the three-node cluster.
     #[arg(long)]
     pub only_cluster: bool,
@@ -78,6 +83,9 @@ pub struct Results {
     pub idle: Option<Idle>,
     #[serde(default)]
     pub cluster: Option<cluster::ClusterRun>,
+    /// Where the time goes in the latency workloads (absent from runs before it existed).
+    #[serde(default)]
+    pub profiles: Vec<profile::Profile>,
 }
 
 /// Strand's produce throughput and memory at one partition or connection count.
@@ -141,6 +149,13 @@ pub fn main(options: &Options) -> anyhow::Result<()> {
             Some(broker::tansu_binary()?)
         };
         results.systems = systems::run_all(options, &strand, tansu.as_deref());
+        if !options.skip_profile {
+            let durable = results
+                .systems
+                .iter()
+                .find(|system| system.name == "strand");
+            results.profiles = profile::run_all(options, &strand, durable);
+        }
         if !options.skip_scale {
             scale(options, &strand, &mut results);
         }

@@ -71,6 +71,7 @@ pub fn render(results: &Results) -> String {
     targets(&mut out, results);
     limits(&mut out, results);
     workloads(&mut out, results);
+    super::profile::render(&mut out, &results.profiles);
     scale(&mut out, results);
     cluster(&mut out, results);
     let _ = writeln!(out, "## Plots\n");
