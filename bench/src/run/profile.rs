@@ -356,7 +356,7 @@ pub fn render(out: &mut String, profiles: &[Profile]) {
             out,
             "- CPU, in cores of {}: broker shards {:.2}, the broker's other threads (io_uring \
              workers running appending writes and fdatasync, the controller) {:.2}, every \
-             other process (the load generator) {:.2}; {:.0}% of the machine busy.",
+             other process (the load generator, and perf) {:.2}; {:.0}% of the machine busy.",
             profile.cores,
             profile.broker_shards_cores,
             profile.broker_other_cores,
