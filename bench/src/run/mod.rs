@@ -48,8 +48,9 @@ pub struct Options {
     /// Leave out the three-node cluster (replicated produce and failover).
     #[arg(long)]
     pub skip_cluster: bool,
-    /// Leave out the second runs of the latency workloads that show where their time goes
-    /// (CPU per process, the broker's commit timings, perf's hottest functions).
+    /// Leave out the second runs of peak produce, half-peak produce and request-reply that
+    /// show where their time goes (CPU per process, the broker's commit timings, perf's
+    /// hottest functions).
     #[arg(long)]
     pub skip_profile: bool,
     /// Measure only the single node's durable produce and the three-node cluster.
@@ -83,7 +84,7 @@ pub struct Results {
     pub idle: Option<Idle>,
     #[serde(default)]
     pub cluster: Option<cluster::ClusterRun>,
-    /// Where the time goes in the latency workloads (absent from runs before it existed).
+    /// Where the time goes in the workloads behind the targets (absent from older runs).
     #[serde(default)]
     pub profiles: Vec<profile::Profile>,
 }

@@ -1,6 +1,7 @@
-//! Where the time goes in the two latency workloads (produce at half the peak rate and
-//! request-reply). Each is run a second time against a fresh durable broker, so no measured
-//! figure is ever taken under a profiler, and over the measured window this records:
+//! Where the time goes in the workloads behind the throughput and latency targets (peak
+//! produce, produce at half the peak rate, request-reply). Each is run a second time against
+//! a fresh durable broker, so no measured figure is ever taken under a profiler, and over
+//! the measured window this records:
 //! - the CPU the broker's shards and its other threads used, and the rest of the machine
 //!   (the load generator, mostly), from /proc;
 //! - the broker's own view of its produce requests and group commits, from its /metrics;
@@ -22,7 +23,7 @@ use super::load;
 use super::systems::{SystemRun, timeout};
 
 /// The workloads profiled, by their names in [`super::systems::WORKLOADS`].
-pub const PROFILED: [&str; 2] = ["produce-half", "request-reply"];
+pub const PROFILED: [&str; 3] = ["produce", "produce-half", "request-reply"];
 
 /// Functions listed per profile.
 const HOTTEST_MAX: usize = 10;
@@ -338,9 +339,9 @@ pub fn render(out: &mut String, profiles: &[Profile]) {
     }
     let _ = writeln!(
         out,
-        "## Where the time goes\n\nEach latency workload run again against a fresh durable \
-         broker (its measured figures above were taken without a profiler), observed for \
-         the measured window: CPU from /proc, the broker's own request and commit timings \
+        "## Where the time goes\n\nThe workloads behind the throughput and latency targets, \
+         each run again against a fresh durable broker (the measured figures above were taken \
+         without a profiler), observed for the measured window: CPU from /proc, the broker's own request and commit timings \
          from its /metrics, and its hottest functions from `perf record` (no call graphs).\n"
     );
     for profile in profiles {
