@@ -50,7 +50,10 @@ impl BrokerProcess {
         data_dir: &Path,
     ) -> anyhow::Result<(BrokerProcess, u16)> {
         let port = free_port()?;
-        let metrics = free_port()?;
+        let mut metrics = free_port()?;
+        while metrics == port {
+            metrics = free_port()?;
+        }
         let mut command = strand_command(binary, data_dir, port);
         command.args(["--metrics", &format!("127.0.0.1:{metrics}")]);
         Ok((BrokerProcess::spawn("strand", command, port)?, metrics))
