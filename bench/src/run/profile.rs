@@ -136,19 +136,10 @@ fn measure(
         match (cpu_before, cpu_after) {
             (Some(before), Some(after)) => {
                 let cores = |ticks: u64| ticks as f64 / TICKS_PER_S / seconds;
-                profile.broker_shards_cores = cores(after.shards.saturating_sub(before.shards));
-                profile.broker_other_cores = cores(
-                    after
-                        .process
-                        .saturating_sub(before.process)
-                        .saturating_sub(after.shards.saturating_sub(before.shards)),
-                );
-                profile.others_cores = cores(
-                    after
-                        .machine
-                        .saturating_sub(before.machine)
-                        .saturating_sub(after.process.saturating_sub(before.process)),
-                );
+                let (shards, other, others) = after.used_since(&before);
+                profile.broker_shards_cores = cores(shards);
+                profile.broker_other_cores = cores(other);
+                profile.others_cores = cores(others);
             }
             _ => profile.notes.push("could not read /proc CPU times".into()),
         }
@@ -202,6 +193,19 @@ impl CpuTimes {
             shards,
             machine,
         })
+    }
+
+    /// Ticks used since `before` by the broker's shards, by its other threads, and by every
+    /// other process.
+    fn used_since(&self, before: &CpuTimes) -> (u64, u64, u64) {
+        let process = self.process.saturating_sub(before.process);
+        let shards = self.shards.saturating_sub(before.shards);
+        let machine = self.machine.saturating_sub(before.machine);
+        (
+            shards,
+            process.saturating_sub(shards),
+            machine.saturating_sub(process),
+        )
     }
 }
 
@@ -412,6 +416,28 @@ mod tests {
         let odd = "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0";
         assert_eq!(comm(odd), Some("a (b) c"));
         assert_eq!(ticks(odd), Some(11));
+    }
+
+    #[test]
+    fn cpu_splits_into_shards_the_broker_s_other_threads_and_everything_else() {
+        let before = CpuTimes {
+            process: 100,
+            shards: 80,
+            machine: 300,
+        };
+        let after = CpuTimes {
+            process: 250,
+            shards: 200,
+            machine: 700,
+        };
+        assert_eq!(after.used_since(&before), (120, 30, 250));
+        // A shard thread that ended took its ticks out of the sum: never negative.
+        let shrunk = CpuTimes {
+            process: 250,
+            shards: 10,
+            machine: 700,
+        };
+        assert_eq!(shrunk.used_since(&before), (0, 150, 250));
     }
 
     #[test]
