@@ -244,9 +244,13 @@ fn scrape(port: u16) -> anyhow::Result<HashMap<String, f64>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
-    Ok(counters(&text))
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    // The headers are not metrics (`Content-Length: N` would read as one).
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(response.as_str(), |(_, body)| body);
+    Ok(counters(body))
 }
 
 fn counters(text: &str) -> HashMap<String, f64> {
