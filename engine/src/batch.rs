@@ -174,12 +174,62 @@ impl BatchHeader {
     }
 }
 
-/// Checks that `bytes` is exactly one well-formed v2 batch and returns its header.
+/// Checks that `bytes` is exactly one well-formed v2 batch as a producer sends it, and
+/// returns its header.
 ///
 /// Checks length, magic, crc32c, record count, last offset delta and the codec, and for
-/// uncompressed batches that the records frame exactly and are numbered 0 upwards. Used
-/// on the way in (client bytes) and again on the way out (bytes read back from disk).
+/// uncompressed batches that the records frame exactly and are numbered 0 upwards.
 pub fn check_batch(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = check_envelope(bytes)?;
+    if header.record_count < 1 {
+        return Err(BatchError::InvalidRecordCount {
+            count: header.record_count,
+        });
+    }
+    if i64::from(header.last_offset_delta) != i64::from(header.record_count) - 1 {
+        return Err(BatchError::OffsetDeltaMismatch {
+            last_offset_delta: header.last_offset_delta,
+            record_count: header.record_count,
+        });
+    }
+    check_records(bytes, &header, Numbering::Consecutive)?;
+    Ok(header)
+}
+
+/// Checks that `bytes` is exactly one well-formed v2 batch as a log may hold it, and
+/// returns its header: as [`check_batch`], except that the log cleaner may have removed
+/// records, so a batch may hold fewer records than the offsets it spans (their offset
+/// deltas only increase, within the span), or none at all (a batch kept for its producer's
+/// state, or one standing for a run of removed batches, as Kafka's cleaner leaves them).
+/// Disk reads, recovery and replication check batches with this.
+pub fn check_stored_batch(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = check_envelope(bytes)?;
+    if header.record_count < 0 || header.last_offset_delta < 0 {
+        return Err(BatchError::InvalidRecordCount {
+            count: header.record_count,
+        });
+    }
+    if i64::from(header.record_count) > i64::from(header.last_offset_delta) + 1 {
+        return Err(BatchError::OffsetDeltaMismatch {
+            last_offset_delta: header.last_offset_delta,
+            record_count: header.record_count,
+        });
+    }
+    check_records(bytes, &header, Numbering::Increasing)?;
+    Ok(header)
+}
+
+/// How the offset deltas of a batch's records must run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Numbering {
+    /// 0, 1, 2… (as a producer numbers them).
+    Consecutive,
+    /// Strictly increasing within the batch's span (after compaction).
+    Increasing,
+}
+
+/// Length, magic and CRC.
+fn check_envelope(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(bytes)?;
     if header.total_len() != bytes.len() {
         return Err(BatchError::LengthMismatch {
@@ -194,17 +244,15 @@ pub fn check_batch(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
             computed,
         });
     }
-    if header.record_count < 1 {
-        return Err(BatchError::InvalidRecordCount {
-            count: header.record_count,
-        });
-    }
-    if i64::from(header.last_offset_delta) != i64::from(header.record_count) - 1 {
-        return Err(BatchError::OffsetDeltaMismatch {
-            last_offset_delta: header.last_offset_delta,
-            record_count: header.record_count,
-        });
-    }
+    Ok(header)
+}
+
+/// The record count bound, the codec, and for uncompressed batches the records' framing.
+fn check_records(
+    bytes: &[u8],
+    header: &BatchHeader,
+    numbering: Numbering,
+) -> Result<(), BatchError> {
     if header.record_count > RECORDS_PER_BATCH_MAX {
         return Err(BatchError::TooManyRecords {
             count: header.record_count,
@@ -212,14 +260,21 @@ pub fn check_batch(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         });
     }
     if header.compression()? == Compression::None {
-        crate::record_frames::check_framing(bytes, &header).map_err(|error| {
+        crate::record_frames::check_framing(bytes, header, numbering).map_err(|error| {
             BatchError::MalformedRecords {
                 index: error.index,
                 reason: error.reason,
             }
         })?;
     }
-    Ok(header)
+    Ok(())
+}
+
+/// Writes a batch's CRC over its bytes from the attributes on (after a field it covers
+/// changed).
+pub fn seal_crc(bytes: &mut [u8]) {
+    let crc = crc32c::crc32c(&bytes[CRC_START..]);
+    bytes[CRC_AT..CRC_START].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// The bytes of a batch the log rewrites: base offset, length and leader epoch.
@@ -242,16 +297,29 @@ pub struct ValidatedBatch {
 }
 
 impl ValidatedBatch {
-    /// Validates `bytes` as one batch of at most `len_max` bytes.
+    /// Validates `bytes` as one batch from a producer, of at most `len_max` bytes.
     pub fn new(bytes: impl Into<Bytes>, len_max: usize) -> Result<ValidatedBatch, BatchError> {
-        let bytes = bytes.into();
+        ValidatedBatch::checked(bytes.into(), len_max, check_batch)
+    }
+
+    /// Validates `bytes` as one batch a log holds (read back, or replicated from another
+    /// node's log), which compaction may have thinned: see [`check_stored_batch`].
+    pub fn stored(bytes: impl Into<Bytes>, len_max: usize) -> Result<ValidatedBatch, BatchError> {
+        ValidatedBatch::checked(bytes.into(), len_max, check_stored_batch)
+    }
+
+    fn checked(
+        bytes: Bytes,
+        len_max: usize,
+        check: fn(&[u8]) -> Result<BatchHeader, BatchError>,
+    ) -> Result<ValidatedBatch, BatchError> {
         if bytes.len() > len_max {
             return Err(BatchError::TooLarge {
                 len: bytes.len(),
                 max: len_max,
             });
         }
-        let header = check_batch(&bytes)?;
+        let header = check(&bytes)?;
         let prefix = field(&bytes, 0);
         let held_len = bytes.len();
         Ok(ValidatedBatch {
@@ -309,9 +377,14 @@ impl ValidatedBatch {
         self.bytes.is_empty()
     }
 
-    /// Records in the batch.
+    /// Records in the batch (fewer than the offsets it spans after compaction).
     pub fn record_count(&self) -> u64 {
-        u64::try_from(self.header.record_count).expect("record count checked positive")
+        u64::try_from(self.header.record_count).expect("record count checked non-negative")
+    }
+
+    /// Offsets the batch spans: its last offset delta plus one.
+    pub fn offset_span(&self) -> u64 {
+        u64::try_from(self.header.last_offset_delta).expect("offset delta checked non-negative") + 1
     }
 
     /// The batch's base offset (meaningful once the log has assigned it).
@@ -319,9 +392,9 @@ impl ValidatedBatch {
         Offset::new(self.header.base_offset).unwrap_or(Offset::ZERO)
     }
 
-    /// The offset of the last record (meaningful once the log has assigned offsets).
+    /// The last offset the batch spans (meaningful once the log has assigned offsets).
     pub fn last_offset(&self) -> Offset {
-        self.base_offset().plus(self.record_count() - 1)
+        self.base_offset().plus(self.offset_span() - 1)
     }
 
     /// Writes the broker-owned fields: the base offset the log assigns and the leader epoch

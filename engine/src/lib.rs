@@ -16,6 +16,7 @@
 pub mod batch;
 pub mod batch_builder;
 pub mod batch_cache;
+pub mod compression;
 pub mod config;
 mod data_waits;
 pub mod directory;
@@ -38,6 +39,7 @@ mod producer_restore;
 pub mod producer_state;
 pub mod record_frames;
 pub mod record_timestamps;
+pub mod records;
 pub mod recovery;
 pub mod request;
 pub mod retention;
@@ -46,6 +48,7 @@ pub mod segment;
 pub mod segment_index;
 pub mod shard_set;
 pub mod time_index;
+pub mod topic_config;
 mod truncation;
 pub mod varint;
 

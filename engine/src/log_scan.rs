@@ -5,7 +5,7 @@
 //! whole segment, asking its caller for more bytes as it goes and growing the segment's
 //! index. Where a scan stops is the end of the segment's longest valid prefix.
 
-use crate::batch::{BATCH_HEADER_LEN, BatchError, BatchHeader, LOG_OVERHEAD, check_batch};
+use crate::batch::{BATCH_HEADER_LEN, BatchError, BatchHeader, LOG_OVERHEAD, check_stored_batch};
 use crate::offset::Offset;
 use crate::segment_index::SegmentIndex;
 
@@ -49,7 +49,7 @@ pub fn scan_next(buf: &[u8], reaches_end: bool) -> ScanStep {
     let Some(bytes) = buf.get(..len) else {
         return ScanStep::Incomplete { needed: len };
     };
-    match check_batch(bytes) {
+    match check_stored_batch(bytes) {
         Ok(header) => ScanStep::Batch { header, len },
         Err(error) => ScanStep::Invalid(error),
     }

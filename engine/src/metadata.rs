@@ -10,7 +10,7 @@ use crate::config::TopicConfig;
 use crate::ids::{PartitionId, ShardId, TopicId};
 
 /// One topic.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TopicMeta {
     pub id: TopicId,
     /// Kafka's topic id (KIP-516), random at creation.
@@ -42,7 +42,7 @@ pub fn partition_label(topic: &str, index: u32) -> String {
 }
 
 /// Every topic, at one version.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetadataSnapshot {
     version: u64,
     next_topic_id: u32,

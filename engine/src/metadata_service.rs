@@ -190,7 +190,7 @@ impl MetadataService {
             });
         }
         self.check_partition_budget(&name, 0, spec.partitions)?;
-        let mut config = self.config.topic_defaults.clone();
+        let mut config = self.config.topic_defaults.inherited();
         for (key, value) in &spec.configs {
             config
                 .set(key, value)
@@ -294,10 +294,7 @@ impl MetadataService {
         for change in changes {
             let result = match change {
                 ConfigChange::Set { key, value } => altered.config.set(key, value),
-                ConfigChange::Reset { key } => match defaults.get(key) {
-                    Some(value) => altered.config.set(key, &value),
-                    None => Err(ConfigError::UnknownKey { key: key.clone() }),
-                },
+                ConfigChange::Reset { key } => altered.config.reset(key, defaults),
             };
             result.map_err(|error| TopicError::InvalidConfig {
                 name: name.into(),

@@ -4,6 +4,10 @@
 //! payload) and an rkyv payload, validated with bytecheck before use. A new version is
 //! written to `metadata.bin.tmp`, fsynced, renamed over the old file, and the directory
 //! fsynced: a crash leaves the old version or the new one, never a mix.
+//!
+//! A topic's settings are stored as its overrides only (format version 2), so a topic
+//! follows the broker's defaults for everything it did not set. Version 1 files stored
+//! every value; on loading one, values equal to Kafka's defaults count as inherited.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +18,9 @@ use crate::metadata::{MetadataSnapshot, TopicMeta};
 
 const FILE_NAME: &str = "metadata.bin";
 const MAGIC: [u8; 8] = *b"STRNDMD\0";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+/// Version 1 stored every setting's value, not only the overrides.
+const FORMAT_VERSION_ALL_VALUES: u32 = 1;
 const HEADER_LEN: usize = 20;
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, PartialEq)]
@@ -29,7 +35,8 @@ struct TopicRecord {
     id: u32,
     uuid: [u8; 16],
     name: String,
-    /// Settings as Kafka key/value strings, so adding a setting needs no format change.
+    /// Settings set on the topic, as Kafka key/value strings, so adding a setting needs no
+    /// format change.
     configs: Vec<ConfigRecord>,
     /// Owning shard of each partition.
     partitions: Vec<u16>,
@@ -59,10 +66,13 @@ pub fn metadata_path(data_dir: &Path) -> PathBuf {
 /// Reads the persisted snapshot; an absent file is a new, empty broker.
 ///
 /// Blocks: call it before starting executors or through the blocking pool.
-pub fn load(data_dir: &Path) -> Result<MetadataSnapshot, MetadataError> {
+/// Topics get `defaults` for every setting they did not set themselves.
+pub fn load(data_dir: &Path, defaults: &TopicConfig) -> Result<MetadataSnapshot, MetadataError> {
     let path = metadata_path(data_dir);
     match std::fs::read(&path) {
-        Ok(bytes) => decode(&bytes).map_err(|reason| MetadataError::Damaged { path, reason }),
+        Ok(bytes) => {
+            decode(&bytes, defaults).map_err(|reason| MetadataError::Damaged { path, reason })
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             Ok(MetadataSnapshot::default())
         }
@@ -113,7 +123,7 @@ fn encode(snapshot: &MetadataSnapshot) -> Vec<u8> {
 }
 
 /// The snapshot in file `bytes`, or why they are not one.
-fn decode(bytes: &[u8]) -> Result<MetadataSnapshot, String> {
+fn decode(bytes: &[u8], defaults: &TopicConfig) -> Result<MetadataSnapshot, String> {
     let header = bytes
         .get(..HEADER_LEN)
         .ok_or_else(|| format!("{} bytes, shorter than the header", bytes.len()))?;
@@ -121,7 +131,7 @@ fn decode(bytes: &[u8]) -> Result<MetadataSnapshot, String> {
         return Err("not a Strand metadata file (bad magic)".into());
     }
     let version = u32::from_be_bytes(header[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_ALL_VALUES {
         return Err(format!(
             "format version {version} is not supported (expected {FORMAT_VERSION})"
         ));
@@ -147,7 +157,7 @@ fn decode(bytes: &[u8]) -> Result<MetadataSnapshot, String> {
     let topics = image
         .topics
         .into_iter()
-        .map(topic_of)
+        .map(|record| topic_of(record, defaults, version == FORMAT_VERSION_ALL_VALUES))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(MetadataSnapshot::new(
         image.version,
@@ -163,7 +173,7 @@ fn record_of(topic: &TopicMeta) -> TopicRecord {
         name: topic.name.clone(),
         configs: topic
             .config
-            .entries()
+            .overrides()
             .into_iter()
             .map(|(key, value)| ConfigRecord {
                 key: key.to_string(),
@@ -174,9 +184,17 @@ fn record_of(topic: &TopicMeta) -> TopicRecord {
     }
 }
 
-fn topic_of(record: TopicRecord) -> Result<TopicMeta, String> {
-    let mut config = TopicConfig::default();
+fn topic_of(
+    record: TopicRecord,
+    defaults: &TopicConfig,
+    all_values: bool,
+) -> Result<TopicMeta, String> {
+    let mut config = defaults.inherited();
+    let kafka_defaults = TopicConfig::default();
     for entry in &record.configs {
+        if all_values && kafka_defaults.get(&entry.key).as_ref() == Some(&entry.value) {
+            continue;
+        }
         config
             .set(&entry.key, &entry.value)
             .map_err(|error| format!("topic {}: {error}", record.name))?;
@@ -210,10 +228,56 @@ mod tests {
     #[test]
     fn snapshots_survive_a_store_and_load() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load(dir.path()).unwrap(), MetadataSnapshot::default());
+        let defaults = TopicConfig::default();
+        assert_eq!(
+            load(dir.path(), &defaults).unwrap(),
+            MetadataSnapshot::default()
+        );
         store(dir.path(), &sample()).unwrap();
-        assert_eq!(load(dir.path()).unwrap(), sample());
+        assert_eq!(load(dir.path(), &defaults).unwrap(), sample());
         assert!(!dir.path().join("metadata.bin.tmp").exists());
+    }
+
+    #[test]
+    fn topics_follow_the_broker_defaults_they_did_not_override() {
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path(), &sample()).unwrap();
+        let mut defaults = TopicConfig::default();
+        defaults.set("retention.ms", "7").unwrap();
+        defaults.set("segment.ms", "60000").unwrap();
+        let loaded = load(dir.path(), &defaults).unwrap();
+        let config = &loaded.topic("orders").unwrap().config;
+        assert_eq!(config.retention_ms, 1000, "the topic's own setting stays");
+        assert_eq!(
+            config.segment_ms, 60000,
+            "the broker's default reaches the topic"
+        );
+        assert_eq!(config.overrides(), [("retention.ms", "1000".to_owned())]);
+    }
+
+    #[test]
+    fn version_one_files_count_values_equal_to_kafkas_defaults_as_inherited() {
+        let record = TopicRecord {
+            id: 1,
+            uuid: [1; 16],
+            name: "old".into(),
+            configs: vec![
+                ConfigRecord {
+                    key: "retention.ms".into(),
+                    value: "604800000".into(),
+                },
+                ConfigRecord {
+                    key: "segment.bytes".into(),
+                    value: "1048576".into(),
+                },
+            ],
+            partitions: vec![0],
+        };
+        let topic = topic_of(record, &TopicConfig::default(), true).unwrap();
+        assert_eq!(
+            topic.config.overrides(),
+            [("segment.bytes", "1048576".to_owned())]
+        );
     }
 
     #[test]
@@ -223,11 +287,12 @@ mod tests {
             let mut damaged = bytes.clone();
             damaged[at] ^= 0x01;
             assert!(
-                decode(&damaged).is_err(),
+                decode(&damaged, &TopicConfig::default()).is_err(),
                 "flip at byte {at} went unnoticed"
             );
         }
-        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
-        assert_eq!(decode(&bytes), Ok(sample()));
+        let defaults = TopicConfig::default();
+        assert!(decode(&bytes[..bytes.len() - 1], &defaults).is_err());
+        assert_eq!(decode(&bytes, &defaults), Ok(sample()));
     }
 }

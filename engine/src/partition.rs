@@ -411,7 +411,7 @@ impl PartitionLog {
         if self
             .next_offset
             .value()
-            .checked_add(i64::from(batch.header().record_count))
+            .checked_add(i64::from(batch.header().last_offset_delta) + 1)
             .is_none()
         {
             let (partition, records) = (self.label.clone(), batch.record_count());
@@ -789,7 +789,7 @@ impl PartitionLog {
         let too_old = now_ms.saturating_sub(active.roll_base_ms) > self.config.segment_ms;
         let span = self
             .next_offset
-            .plus(batch.record_count())
+            .plus(batch.offset_span())
             .distance_from(active.base_offset());
         too_big || too_old || span > u64::from(u32::MAX)
     }

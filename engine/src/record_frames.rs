@@ -5,7 +5,7 @@
 //! numbered 0, 1, 2… (as Kafka's `LogValidator` does for uncompressed batches), so the
 //! offsets a batch claims are the offsets it holds; timestamp lookups use it to find a record.
 
-use crate::batch::{BATCH_HEADER_LEN, BatchHeader};
+use crate::batch::{BATCH_HEADER_LEN, BatchHeader, Numbering};
 use crate::varint::{get_varint, get_varlong};
 
 /// The framing of one record.
@@ -83,18 +83,32 @@ impl Iterator for RecordFrames<'_> {
     }
 }
 
-/// Checks that the uncompressed `batch` holds exactly its records, numbered 0 upwards.
-pub fn check_framing(batch: &[u8], header: &BatchHeader) -> Result<(), FramingError> {
+/// Checks that the uncompressed `batch` holds exactly its records, numbered as `numbering`
+/// says: 0 upwards, or (after compaction) strictly increasing within the batch's span.
+pub fn check_framing(
+    batch: &[u8],
+    header: &BatchHeader,
+    numbering: Numbering,
+) -> Result<(), FramingError> {
     let mut frames = RecordFrames::new(batch, header);
-    for expected in 0u64.. {
+    let mut previous: Option<i32> = None;
+    for index in 0u64.. {
         let Some(frame) = frames.next() else { break };
-        let frame = frame?;
-        if u64::try_from(frame.offset_delta).ok() != Some(expected) {
+        let delta = frame?.offset_delta;
+        let follows = match numbering {
+            Numbering::Consecutive => u64::try_from(delta).ok() == Some(index),
+            Numbering::Increasing => {
+                previous.is_none_or(|previous| delta > previous)
+                    && (0..=header.last_offset_delta).contains(&delta)
+            }
+        };
+        if !follows {
             return Err(FramingError {
-                index: expected,
+                index,
                 reason: "record offset delta does not follow its position",
             });
         }
+        previous = Some(delta);
     }
     if !frames.exhausted_exactly() {
         let index = u64::try_from(header.record_count).unwrap_or(0);
@@ -140,7 +154,10 @@ mod tests {
             [0, 1, 2]
         );
         assert_eq!(frames[2].timestamp_delta, 2);
-        assert_eq!(check_framing(&bytes, &header), Ok(()));
+        assert_eq!(
+            check_framing(&bytes, &header, Numbering::Consecutive),
+            Ok(())
+        );
     }
 
     #[test]
@@ -149,18 +166,25 @@ mod tests {
         let mut header = BatchHeader::parse(&bytes).unwrap();
         header.record_count = 2;
         assert_eq!(
-            check_framing(&bytes, &header).unwrap_err().reason,
+            check_framing(&bytes, &header, Numbering::Consecutive)
+                .unwrap_err()
+                .reason,
             "bytes follow the last record"
         );
         header.record_count = 4;
-        assert_eq!(check_framing(&bytes, &header).unwrap_err().index, 3);
+        assert_eq!(
+            check_framing(&bytes, &header, Numbering::Consecutive)
+                .unwrap_err()
+                .index,
+            3
+        );
         let mut renumbered = bytes.clone();
         let header = BatchHeader::parse(&bytes).unwrap();
         // The second record's offset delta: after its length (1), attributes (1), timestamp (1).
         let first_len =
             usize::try_from(crate::varint::get_varint(&bytes[61..]).unwrap().0).unwrap();
         renumbered[61 + 1 + first_len + 3] = 8; // zigzag 4
-        let error = check_framing(&renumbered, &header).unwrap_err();
+        let error = check_framing(&renumbered, &header, Numbering::Consecutive).unwrap_err();
         assert_eq!(
             (error.index, error.reason),
             (1, "record offset delta does not follow its position")

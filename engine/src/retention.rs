@@ -83,11 +83,13 @@ mod tests {
     }
 
     fn check(segments: &[SegmentFacts], retention_ms: i64, retention_bytes: i64, expected: usize) {
-        let config = TopicConfig {
-            retention_ms,
-            retention_bytes,
-            ..TopicConfig::default()
-        };
+        let mut config = TopicConfig::default();
+        config
+            .set("retention.ms", &retention_ms.to_string())
+            .unwrap();
+        config
+            .set("retention.bytes", &retention_bytes.to_string())
+            .unwrap();
         assert_eq!(
             segments_to_delete(segments, &config, 10_000),
             expected,

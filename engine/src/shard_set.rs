@@ -140,7 +140,10 @@ impl ShardSet {
         };
         std::fs::create_dir_all(&data_dir).map_err(data_dir_error)?;
         let lock = lock_data_dir(&data_dir)?;
-        let snapshot = place_on_shards(metadata_store::load(&data_dir)?, config.shard_count);
+        let snapshot = place_on_shards(
+            metadata_store::load(&data_dir, &config.topic_defaults)?,
+            config.shard_count,
+        );
         metadata_store::store(&data_dir, &snapshot)?;
         let clean = layout::prepare(&data_dir, &snapshot).map_err(data_dir_error)?;
         let snapshot = Arc::new(snapshot);

@@ -2,6 +2,7 @@
 //! frames and request memory.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use strand_engine::TopicConfig;
@@ -29,6 +30,8 @@ pub struct NetConfig {
     /// The engine's topic defaults, so DescribeConfigs can tell a topic's own settings
     /// from the broker's.
     pub topic_defaults: TopicConfig,
+    /// The engine's data directory (Kafka's `log.dirs`, for DescribeLogDirs).
+    pub data_dir: PathBuf,
     pub limits: NetLimits,
     /// The controller's view when this node is one of a cluster (`--peers`); `None` for a
     /// single node, which is its own controller.
@@ -83,6 +86,7 @@ impl NetConfig {
             default_partitions: 1,
             offsets_partitions: 16,
             topic_defaults: TopicConfig::default(),
+            data_dir: PathBuf::from("strand-data"),
             limits: NetLimits::default(),
             cluster: None,
         }

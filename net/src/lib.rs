@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod broker_configs;
 pub mod cluster;
 pub mod config;
 pub mod connection;

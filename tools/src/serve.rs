@@ -136,6 +136,7 @@ impl ServeArgs {
         }
         engine.validate().map_err(anyhow::Error::msg)?;
         net.topic_defaults = engine.topic_defaults.clone();
+        net.data_dir = engine.data_dir.clone();
         let metrics = match self
             .metrics
             .clone()

@@ -5,12 +5,13 @@
 //! owns everything about headers and versions, so the version table that ApiVersions
 //! advertises is the same table that admits requests.
 
+mod alter_configs;
 mod api_versions;
-mod configs;
 mod create_partitions;
 mod create_topics;
 mod delete_topics;
 mod describe_cluster;
+mod describe_configs;
 mod fetch;
 mod find_coordinator;
 mod groups;
@@ -264,9 +265,9 @@ async fn route_current(
         ApiKey::FindCoordinator => serve!(find_coordinator::handle),
         ApiKey::DeleteTopics => serve!(delete_topics::handle),
         ApiKey::CreatePartitions => serve!(create_partitions::handle),
-        ApiKey::DescribeConfigs => serve!(configs::describe),
-        ApiKey::AlterConfigs => serve!(configs::alter),
-        ApiKey::IncrementalAlterConfigs => serve!(configs::alter_incrementally),
+        ApiKey::DescribeConfigs => serve!(describe_configs::handle),
+        ApiKey::AlterConfigs => serve!(alter_configs::alter),
+        ApiKey::IncrementalAlterConfigs => serve!(alter_configs::alter_incrementally),
         ApiKey::DescribeCluster => serve!(describe_cluster::handle),
         ApiKey::OffsetForLeaderEpoch => serve!(offset_for_leader_epoch::handle),
         ApiKey::InitProducerId => serve!(init_producer_id::handle),

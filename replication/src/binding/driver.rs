@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use strand_engine::config::TOPIC_CONFIG_KEYS;
+use strand_engine::topic_config::TOPIC_CONFIGS;
 use strand_engine::{
     AppendError, AppendOutcome, BatchHeader, ConfigChange, DurableAnswer, HeadAppend, Offset,
     ReadLimit, Router, TopicSpec, ValidatedBatch,
@@ -875,8 +875,9 @@ impl Driver {
             if !here || self.configured.get(&topic.id) == Some(&topic.configs) {
                 continue;
             }
-            let changes = TOPIC_CONFIG_KEYS
+            let changes = TOPIC_CONFIGS
                 .iter()
+                .map(|def| def.key)
                 .map(|key| {
                     let set = topic.configs.iter().find(|(held, _)| held == key);
                     match set {
@@ -885,7 +886,7 @@ impl Driver {
                             value: value.clone(),
                         },
                         None => ConfigChange::Reset {
-                            key: (*key).to_owned(),
+                            key: key.to_owned(),
                         },
                     }
                 })
@@ -937,7 +938,7 @@ fn batches(bytes: &[u8]) -> Result<Vec<ValidatedBatch>, String> {
             break;
         }
         out.push(
-            ValidatedBatch::new(bytes.slice(at..end), BATCH_BYTES_MAX)
+            ValidatedBatch::stored(bytes.slice(at..end), BATCH_BYTES_MAX)
                 .map_err(|error| error.to_string())?,
         );
         at = end;

@@ -9,7 +9,7 @@ use crate::ids::ChainEpoch;
 
 impl Entry for ValidatedBatch {
     fn offsets(&self) -> u64 {
-        self.record_count()
+        self.offset_span()
     }
 
     fn epoch(&self) -> ChainEpoch {

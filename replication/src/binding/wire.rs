@@ -104,7 +104,7 @@ pub fn read_message(frame: &Frame, wire: &ChainWire) -> Result<Message<Validated
             let mut next = start;
             let mut batches = Vec::with_capacity(entries.len());
             for span in entries {
-                let batch = ValidatedBatch::new(frame.bytes(*span), BATCH_BYTES_MAX)?;
+                let batch = ValidatedBatch::stored(frame.bytes(*span), BATCH_BYTES_MAX)?;
                 if batch.base_offset() != next {
                     return Err(WireError::Misplaced {
                         expected: next.value(),
