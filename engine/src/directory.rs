@@ -83,6 +83,42 @@ pub async fn remove_files(paths: Vec<PathBuf>) -> io::Result<()> {
     .await
 }
 
+/// Replaces the file at `path` with `bytes` atomically: written to `<path>.tmp`, fsynced,
+/// renamed over it, and the directory fsynced. A crash leaves the old file or the new one.
+pub async fn write_atomic(path: &Path, bytes: Vec<u8>) -> io::Result<()> {
+    let path = path.to_path_buf();
+    blocking(move || write_atomic_now(&path, &bytes)).await
+}
+
+/// [`write_atomic`] on the calling thread.
+pub fn write_atomic_now(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)?;
+    sync_parent(path)
+}
+
+/// Renames each `(from, to)` in order, replacing `to` when it exists; a `from` already
+/// gone is skipped (a rename a crash interrupted the completion of). Does not sync.
+pub async fn rename_all(pairs: Vec<(PathBuf, PathBuf)>) -> io::Result<()> {
+    blocking(move || {
+        for (from, to) in &pairs {
+            match std::fs::rename(from, to) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Cuts the file at `path` to `len` bytes and syncs it.
 pub async fn cut_file(path: &Path, len: u64) -> io::Result<()> {
     let path = path.to_path_buf();

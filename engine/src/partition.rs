@@ -14,9 +14,12 @@ use crate::group_commit::{FileTarget, FlushOutcome, FlushPlan, Seal, SegmentFlus
 use crate::ids::PartitionId;
 use crate::index_file::IndexKind;
 use crate::offset::Offset;
+use crate::partition_marks::PartitionMarks;
 use crate::producer_state::{ProducerStates, SequenceCheck, SequenceError};
 use crate::retention::{SegmentFacts, segments_to_delete};
 use crate::segment::{READ_CHUNK_BYTES, Segment, SegmentCursor, SegmentReadError};
+
+mod cleaning;
 
 /// The most a read asks of the disk beyond the bytes it returns.
 const READ_SLACK_MAX: usize = 1 << 20;
@@ -201,6 +204,8 @@ pub struct PartitionLog {
     deletions_waiting: Vec<Segment>,
     /// Idempotent producers' epochs and recent batches.
     producers: ProducerStates,
+    /// The log start DeleteRecords set and the cleaner's checkpoint, as persisted.
+    marks: PartitionMarks,
 }
 
 /// What an append did.
@@ -277,6 +282,7 @@ impl PartitionLog {
             poisoned: None,
             deletions_waiting: Vec::new(),
             producers: ProducerStates::default(),
+            marks: PartitionMarks::default(),
         }
     }
 
@@ -696,6 +702,30 @@ impl PartitionLog {
         })
     }
 
+    /// Cursors over up to `count` segments after the one holding `from`, with batches
+    /// below `limit`: a consumer read that finds only batches the cleaner emptied in one
+    /// segment goes on into the next.
+    pub fn following_cursors(
+        &self,
+        from: Offset,
+        limit: Offset,
+        count: usize,
+    ) -> Vec<(SegmentCursor, PathBuf)> {
+        let limit = limit.min(self.durable_end);
+        self.segments
+            .range(from.plus(1)..limit)
+            .filter(|(base, _)| **base > from)
+            .take(count)
+            .filter(|(_, segment)| segment.durable_len > 0)
+            .map(|(_, segment)| {
+                (
+                    self.cursor(segment, 0, READ_CHUNK_BYTES),
+                    segment.log_path.clone(),
+                )
+            })
+            .collect()
+    }
+
     /// A cursor over the first segment that can hold a record at or after `target_ms`, or
     /// `None` when no durable batch is that recent.
     pub fn plan_timestamp_lookup(&self, target_ms: i64) -> Option<(SegmentCursor, PathBuf)> {
@@ -709,11 +739,27 @@ impl PartitionLog {
         ))
     }
 
-    /// Applies `retention.ms` and `retention.bytes`. Removed segments leave the log at once (the log start advances);
-    /// their files are returned by [`PartitionLog::take_deletions`].
+    /// Applies `retention.ms` and `retention.bytes` when `cleanup.policy` has `delete`, and
+    /// whatever the policy deletes segments wholly below a log start DeleteRecords moved.
+    /// Removed segments leave the log at once (the log start advances); their files are
+    /// returned by [`PartitionLog::take_deletions`].
     pub fn apply_retention(&mut self, now_ms: i64) {
         let facts: Vec<SegmentFacts> = self.segments.values().map(segment_facts).collect();
-        let count = segments_to_delete(&facts, &self.config, now_ms);
+        let by_policy = if self.config.cleanup_policy.delete {
+            segments_to_delete(&facts, &self.config, now_ms)
+        } else {
+            0
+        };
+        let below_start = self
+            .segments
+            .values()
+            .zip(&facts)
+            .take(self.segments.len() - 1)
+            .take_while(|(segment, facts)| {
+                facts.durable && segment.index.next_offset() <= self.log_start
+            })
+            .count();
+        let count = by_policy.max(below_start);
         if count == 0 {
             return;
         }
@@ -730,12 +776,7 @@ impl PartitionLog {
             .first_key_value()
             .expect("the active segment stays")
             .0;
-        assert!(
-            *first >= self.log_start,
-            "log start of {} moved back",
-            self.label
-        );
-        self.log_start = *first;
+        self.log_start = self.log_start.max(*first);
     }
 
     /// Segments whose files may now be deleted: retention removed them and the active

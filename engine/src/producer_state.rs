@@ -155,6 +155,26 @@ impl ProducerStates {
         batches.push_back(sequence);
     }
 
+    /// The last offset of each producer's latest batch: the log cleaner keeps those batches
+    /// (emptied if need be), so the producers' state can be rebuilt from the log.
+    pub fn latest_batch_ends(&self) -> ahash::AHashSet<i64> {
+        self.producers
+            .values()
+            .filter_map(|batches| batches.back().map(|batch| batch.last.value()))
+            .collect()
+    }
+
+    /// Every producer with its latest batch (DescribeProducers).
+    pub fn latest_batches(&self) -> Vec<(i64, BatchSequence)> {
+        let mut latest: Vec<(i64, BatchSequence)> = self
+            .producers
+            .iter()
+            .filter_map(|(id, batches)| batches.back().map(|batch| (*id, *batch)))
+            .collect();
+        latest.sort_unstable_by_key(|(id, _)| *id);
+        latest
+    }
+
     /// The state made by batches below `end` only: what may be saved once `end` is durable.
     pub fn durable(&self, end: Offset) -> ProducerStates {
         let producers = self

@@ -258,19 +258,9 @@ async fn open_segment(
             index
         }
     };
-    let durable_len = u64::from(index.log_len());
-    Ok(Segment {
-        index,
-        file: Some(Rc::new(file)),
-        log_path: path.to_path_buf(),
-        writer: None,
-        durable_len,
-        roll_base_ms: spec.now_ms,
-        last_modified_ms: modified_ms,
-        rolled: true,
-        sealed: true,
-        file_required: false,
-    })
+    let mut segment = Segment::sealed(index, Rc::new(file), path.to_path_buf(), modified_ms);
+    segment.roll_base_ms = spec.now_ms;
+    Ok(segment)
 }
 
 /// The segment's saved indexes, when they are intact and describe the log on disk.

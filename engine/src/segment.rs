@@ -41,6 +41,9 @@ pub struct Segment {
     /// True when the segment's file must exist even while the segment is empty: a segment
     /// rolled into after retention emptied the log carries the log's next offset in its name.
     pub file_required: bool,
+    /// The first batch's timestamp, when this process saw it (not after a restart): where
+    /// `max.compaction.lag.ms` counts from.
+    pub first_timestamp_ms: Option<i64>,
 }
 
 impl Segment {
@@ -63,6 +66,30 @@ impl Segment {
             rolled: false,
             sealed: false,
             file_required: false,
+            first_timestamp_ms: None,
+        }
+    }
+
+    /// A sealed segment whose durable file and index are complete (recovered, or cleaned).
+    pub fn sealed(
+        index: SegmentIndex,
+        file: Rc<DmaFile>,
+        log_path: PathBuf,
+        modified_ms: i64,
+    ) -> Segment {
+        let durable_len = u64::from(index.log_len());
+        Segment {
+            index,
+            file: Some(file),
+            log_path,
+            writer: None,
+            durable_len,
+            roll_base_ms: modified_ms,
+            last_modified_ms: modified_ms,
+            rolled: true,
+            sealed: true,
+            file_required: false,
+            first_timestamp_ms: None,
         }
     }
 
@@ -84,6 +111,7 @@ impl Segment {
         writer.append_parts(parts);
         if self.index.is_empty() && header.max_timestamp >= 0 {
             self.roll_base_ms = header.max_timestamp;
+            self.first_timestamp_ms = Some(header.max_timestamp);
         }
         let len = parts.iter().map(|part| part.len()).sum::<usize>();
         let len = u32::try_from(len).expect("batches are below 4 GiB");
@@ -246,13 +274,62 @@ pub async fn read_batches(
     Ok(out)
 }
 
+/// A consumer's read: as [`read_batches`] from `first`, leaving out batches that hold no
+/// records (the cleaner's), and going on into the `following` segments while nothing was
+/// found. When only such batches lie before `end`, the last of them is returned alone, so
+/// the consumer moves past them all (Kafka sends them too).
+pub async fn read_records(
+    first: (SegmentCursor, PathBuf),
+    following: Vec<(SegmentCursor, PathBuf)>,
+    from: Offset,
+    end: Offset,
+    bytes_max: usize,
+) -> Result<Vec<u8>, (PathBuf, SegmentReadError)> {
+    let mut out = Vec::new();
+    let mut last_empty: Option<Vec<u8>> = None;
+    let cursors = std::iter::once(first).chain(following);
+    for (mut cursor, path) in cursors {
+        loop {
+            let next = cursor.next().await.map_err(|error| (path.clone(), error))?;
+            let Some((header, range)) = next else { break };
+            if header.last_offset() < from.value() {
+                continue;
+            }
+            if header.last_offset() >= end.value() {
+                return Ok(finish_read(out, last_empty));
+            }
+            if header.record_count == 0 {
+                if out.is_empty() {
+                    last_empty = Some(cursor.window()[range].to_vec());
+                }
+                continue;
+            }
+            if !out.is_empty() && out.len() + range.len() > bytes_max {
+                return Ok(out);
+            }
+            out.extend_from_slice(&cursor.window()[range]);
+        }
+        if !out.is_empty() {
+            break;
+        }
+    }
+    Ok(finish_read(out, last_empty))
+}
+
+fn finish_read(out: Vec<u8>, last_empty: Option<Vec<u8>>) -> Vec<u8> {
+    match last_empty {
+        Some(empty) if out.is_empty() => empty,
+        _ => out,
+    }
+}
+
 /// The first record at or after `target_ms` between the cursor and its end, if any.
 pub async fn find_by_timestamp(
     mut cursor: SegmentCursor,
     target_ms: i64,
 ) -> Result<Option<RecordAtTime>, SegmentReadError> {
     while let Some((header, range)) = cursor.next().await? {
-        if header.max_timestamp >= target_ms {
+        if header.max_timestamp >= target_ms && header.record_count > 0 {
             return Ok(Some(first_record_at_or_after(
                 &cursor.window()[range],
                 &header,
