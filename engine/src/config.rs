@@ -52,6 +52,14 @@ pub struct Limits {
     /// Reads waiting for a partition to grow (Kafka fetches with `max_wait_ms`); past this a
     /// wait is answered at once, so the fetch returns what it has.
     pub data_waits_max: usize,
+    /// Bytes of the cleaner's key map (the latest offset of each key of a pass); a pass
+    /// that finds more keys cleans what the map covers and the next pass goes on.
+    pub cleaner_map_bytes_max: usize,
+    /// Bytes one compressed batch may inflate to when the broker opens it (compaction,
+    /// recompression, key checks); a larger batch is refused or left as it is.
+    pub batch_decompressed_bytes_max: usize,
+    /// Bytes the cleaner reads from a segment at a time.
+    pub cleaner_read_bytes: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +78,9 @@ impl Default for Limits {
             ring_depth: 128,
             spin_before_park_us: 50,
             data_waits_max: 10_000,
+            cleaner_map_bytes_max: 32 << 20,
+            batch_decompressed_bytes_max: 64 << 20,
+            cleaner_read_bytes: 1 << 20,
         }
     }
 }

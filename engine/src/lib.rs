@@ -62,6 +62,7 @@ pub mod varint;
 mod shard;
 
 pub use batch::{BatchError, BatchHeader, ValidatedBatch};
+pub use cleaner::CleanStats;
 pub use config::{EngineConfig, FsyncPolicy, Limits, TopicConfig};
 pub use ids::{PartitionId, ShardId, TopicId};
 pub use job_runner::{JobError, JobRunner};
@@ -70,6 +71,6 @@ pub use metadata_service::{ConfigChange, TopicError, TopicSpec};
 pub use offset::Offset;
 pub use partition::{AppendError, PartitionOffsets, ReadError, TruncateError};
 pub use record_timestamps::RecordAtTime;
-pub use request::{AppendOutcome, HeadAppend, ReadLimit, ReadOutcome, ShardStats};
+pub use request::{AppendOutcome, HeadAppend, ProducerInfo, ReadLimit, ReadOutcome, ShardStats};
 pub use router::{DurableAnswer, Router};
 pub use shard_set::{EngineError, ShardSet, ShutdownSummary};

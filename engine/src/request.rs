@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures::channel::oneshot;
 
 use crate::batch::ValidatedBatch;
+use crate::cleaner::CleanStats;
 use crate::group_commit::CommitProbe;
 use crate::ids::{PartitionId, ShardId};
 use crate::metadata::MetadataSnapshot;
@@ -79,6 +80,23 @@ pub(crate) enum ShardRequest {
         beyond: Offset,
         reply: Reply<()>,
     },
+    /// A cleaning pass over a compacted partition now, whatever its dirty ratio.
+    Clean {
+        partition: PartitionId,
+        reply: Reply<CleanReply>,
+    },
+    /// Kafka's DeleteRecords: moves the log start up to `before` (the high watermark when
+    /// `None`); answered with the new log start once it is durable.
+    DeleteRecords {
+        partition: PartitionId,
+        before: Option<Offset>,
+        reply: Reply<Result<Offset, ReadError>>,
+    },
+    /// The idempotent producers the partition knows (Kafka's DescribeProducers).
+    Producers {
+        partition: PartitionId,
+        reply: Reply<Result<Vec<ProducerInfo>, ReadError>>,
+    },
     ApplyMetadata {
         snapshot: Arc<MetadataSnapshot>,
         reply: Reply<Result<(), String>>,
@@ -124,6 +142,21 @@ pub enum HeadAppend {
     Duplicate { base: Offset, last: Offset },
 }
 
+/// What a cleaning pass asked for by hand did, or why it could not run.
+pub type CleanReply = Result<CleanStats, String>;
+
+/// One idempotent producer of a partition, as DescribeProducers reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerInfo {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// The last sequence number of its latest batch.
+    pub last_sequence: i32,
+    /// The largest timestamp of its latest batch; -1, as Kafka reports an unknown one:
+    /// producer state does not keep timestamps here.
+    pub last_timestamp_ms: i64,
+}
+
 /// A durable append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -153,6 +186,10 @@ pub struct ShardStats {
     pub data_waits: usize,
     pub queue_depth: usize,
     pub commits: CommitProbe,
+    /// Totals of every cleaning pass the shard ran.
+    pub cleaner: CleanStats,
+    /// Cleaning passes that failed (the log was left as it was).
+    pub cleaner_failures: u64,
     /// Bytes on disk of each partition the shard holds, by `topic-index` label.
     pub partition_bytes: Vec<(String, u64)>,
 }

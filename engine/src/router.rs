@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::batch::ValidatedBatch;
+use crate::cleaner::CleanStats;
 use crate::ids::{PartitionId, ShardId};
 use crate::metadata::{MetadataSnapshot, TopicMeta, partition_label};
 use crate::metadata_service::{ConfigChange, MetadataRequest, TopicError, TopicSpec};
@@ -14,7 +15,8 @@ use crate::offset::Offset;
 use crate::partition::{AppendError, PartitionOffsets, ReadError, TruncateError};
 use crate::record_timestamps::RecordAtTime;
 use crate::request::{
-    AppendOutcome, HeadAppend, ReadLimit, ReadOutcome, Reply, ShardRequest, ShardStats,
+    AppendOutcome, HeadAppend, ProducerInfo, ReadLimit, ReadOutcome, Reply, ShardRequest,
+    ShardStats,
 };
 
 /// Where a queued append's durability is answered.
@@ -286,6 +288,60 @@ impl Router {
             })
             .await;
         answer.unwrap_or(Err(ReadError::ShuttingDown))
+    }
+
+    /// Kafka's DeleteRecords: records below `before` (the high watermark when `None`) are
+    /// no longer readable and their segments go; returns the new log start (the low
+    /// watermark) once it is durable.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        before: Option<Offset>,
+    ) -> Result<Offset, ReadError> {
+        let (id, owner) = self.resolve_for_read(topic, partition)?;
+        let answer = self
+            .ask(owner, |reply| ShardRequest::DeleteRecords {
+                partition: id,
+                before,
+                reply,
+            })
+            .await;
+        answer.unwrap_or(Err(ReadError::ShuttingDown))
+    }
+
+    /// The idempotent producers of a partition (Kafka's DescribeProducers).
+    pub async fn producers(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Vec<ProducerInfo>, ReadError> {
+        let (id, owner) = self.resolve_for_read(topic, partition)?;
+        let answer = self
+            .ask(owner, |reply| ShardRequest::Producers {
+                partition: id,
+                reply,
+            })
+            .await;
+        answer.unwrap_or(Err(ReadError::ShuttingDown))
+    }
+
+    /// Runs a cleaning pass over a compacted partition now, whatever its dirty ratio, and
+    /// returns what it did (nothing when no closed segment is past the checkpoint).
+    ///
+    /// # Errors
+    /// The partition is unknown or not compacted, the pass failed, or too many wait.
+    pub async fn clean(&self, topic: &str, partition: u32) -> Result<CleanStats, String> {
+        let (id, owner) = self
+            .resolve_for_read(topic, partition)
+            .map_err(|error| error.to_string())?;
+        let answer = self
+            .ask(owner, |reply| ShardRequest::Clean {
+                partition: id,
+                reply,
+            })
+            .await;
+        answer.unwrap_or_else(|| Err("the broker is shutting down".to_string()))
     }
 
     /// The first durable record at or after `target_ms`, if any.

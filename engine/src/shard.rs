@@ -38,7 +38,13 @@ use crate::request::{
     AppendOutcome, HeadAppend, ReadLimit, ReadOutcome, Reply, ShardControl, ShardRequest,
     ShardStats, ShutdownReport,
 };
-use crate::segment::{find_by_timestamp, read_batches};
+use crate::segment::{find_by_timestamp, read_batches, read_records};
+
+mod cleaning;
+
+/// Segments past the first a consumer read may go through when the cleaner emptied
+/// every batch it found so far.
+const FOLLOWING_SEGMENTS_MAX: usize = 4;
 
 /// Producer snapshots one housekeeping tick may start.
 const SNAPSHOTS_PER_TICK_MAX: usize = 16;
@@ -64,6 +70,8 @@ struct PartitionSlot {
     /// Set while a producer snapshot of this partition is being written (a cut waits for
     /// it, so no snapshot of the old log can land after the cut).
     snapshot_writing: Rc<Cell<bool>>,
+    /// Taken in turn by the jobs that write the partition's marks.
+    marks_lock: Rc<glommio::sync::Semaphore>,
 }
 
 impl PartitionSlot {
@@ -75,6 +83,7 @@ impl PartitionSlot {
             snapshot_end,
             cut: None,
             snapshot_writing: Rc::new(Cell::new(false)),
+            marks_lock: Rc::new(glommio::sync::Semaphore::new(1)),
         }
     }
 
@@ -127,6 +136,7 @@ pub(crate) struct Shard {
     shutdown_reply: Option<flume::Sender<ShutdownReport>>,
     /// True once every sender is gone: no request can arrive any more.
     disconnected: bool,
+    cleaner: cleaning::Cleaner,
 }
 
 enum Event {
@@ -136,6 +146,7 @@ enum Event {
     ControlClosed,
     Flushed(CommitStep),
     JobDone,
+    Cleaned(cleaning::PassEnded),
     Tick,
     Disconnected,
 }
@@ -165,6 +176,7 @@ impl Shard {
             stopping: false,
             shutdown_reply: None,
             disconnected: false,
+            cleaner: cleaning::Cleaner::new(),
         };
         let snapshot = shard.metadata.borrow().clone();
         let mut reports = Vec::new();
@@ -204,6 +216,9 @@ impl Shard {
                 if let Poll::Ready(Some(())) = self.jobs.poll_next_unpin(cx) {
                     return Poll::Ready(Event::JobDone);
                 }
+                if let Poll::Ready(ended) = self.cleaner.poll_ended(cx) {
+                    return Poll::Ready(Event::Cleaned(ended));
+                }
                 if accepting && let Poll::Ready(request) = incoming.poll_next_unpin(cx) {
                     return Poll::Ready(request.map_or(Event::Disconnected, Event::Request));
                 }
@@ -227,8 +242,10 @@ impl Shard {
                     self.try_cut(partition).await;
                 }
                 Event::JobDone => self.try_cuts().await,
+                Event::Cleaned(ended) => self.on_pass_ended(ended).await,
                 Event::Tick => {
                     self.housekeeping();
+                    self.start_cleaning(true);
                     tick = Box::pin(Timer::new(interval));
                 }
                 Event::Disconnected => {
@@ -326,6 +343,16 @@ impl Shard {
                     .get(&partition)
                     .map(|slot| slot.log.offsets().high_watermark)
             }),
+            ShardRequest::Clean { partition, reply } => self.request_clean(partition, reply),
+            ShardRequest::DeleteRecords {
+                partition,
+                before,
+                reply,
+            } => self.delete_records(partition, before, reply),
+            ShardRequest::Producers { partition, reply } => {
+                let answer = self.slot(partition).map(|slot| slot.log.producer_infos());
+                let _ = reply.send(answer);
+            }
             ShardRequest::ApplyMetadata { snapshot, reply } => {
                 let answer = self.apply_metadata(snapshot).await;
                 let _ = reply.send(answer);
@@ -349,6 +376,7 @@ impl Shard {
         // Dropping a glommio task cancels it: the front end stops making requests.
         self.tasks.clear();
         self.stopping = true;
+        self.cleaner.cancel_all("the shard is shutting down");
         let ids: Vec<PartitionId> = self.partitions.keys().copied().collect();
         for partition in ids {
             self.start_flush(partition);
@@ -525,7 +553,11 @@ impl Shard {
             self.cuts_waiting.remove(&partition); // deleted meanwhile, or nothing waits
             return;
         };
-        if slot.commit.in_flight() || slot.log.has_unflushed() || slot.snapshot_writing.get() {
+        if slot.commit.in_flight()
+            || slot.log.has_unflushed()
+            || slot.snapshot_writing.get()
+            || self.cleaner.is_cleaning(partition)
+        {
             return;
         }
         let (to, reply) = slot.cut.take().expect("checked above");
@@ -724,7 +756,8 @@ impl Shard {
             Ok(ReadStart::AtEnd) => {
                 let _ = reply.send(Ok(ReadOutcome { bytes, offsets }));
             }
-            Ok(ReadStart::Disk { cursor, path }) => {
+            Ok(ReadStart::Disk { cursor, path }) if limit == ReadLimit::Durable => {
+                // Replication forwards every batch, the cleaner's empty ones too.
                 let label = slot.log.label().to_string();
                 self.jobs.push(
                     async move {
@@ -733,6 +766,24 @@ impl Shard {
                         let _ = reply.send(
                             answer.map_err(|error| ReadError::from_segment(label, path, error)),
                         );
+                    }
+                    .boxed_local(),
+                );
+            }
+            Ok(ReadStart::Disk { cursor, path }) => {
+                let label = slot.log.label().to_string();
+                let following = slot
+                    .log
+                    .following_cursors(from, end, FOLLOWING_SEGMENTS_MAX);
+                self.jobs.push(
+                    async move {
+                        let answer =
+                            read_records((cursor, path), following, from, end, bytes_max).await;
+                        let answer = answer.map(|bytes| ReadOutcome { bytes, offsets });
+                        let _ =
+                            reply.send(answer.map_err(|(path, error)| {
+                                ReadError::from_segment(label, path, error)
+                            }));
                     }
                     .boxed_local(),
                 );
@@ -791,7 +842,9 @@ impl Shard {
         let now = now_ms();
         let ids: Vec<PartitionId> = self.partitions.keys().copied().collect();
         for partition in ids {
-            if let Some(slot) = self.partitions.get_mut(&partition) {
+            if let Some(slot) = self.partitions.get_mut(&partition)
+                && !self.cleaner.is_cleaning(partition)
+            {
                 slot.log.apply_retention(now);
             }
             self.start_flush(partition);
@@ -928,10 +981,25 @@ impl Shard {
     async fn open_spec(&mut self, spec: PartitionSpec) -> Option<RecoveryReport> {
         let (partition, label, dir) = (spec.id, spec.label.clone(), spec.dir.clone());
         let opened = match crate::directory::create(&dir).await {
-            Ok(()) => open_partition(spec)
-                .await
-                .map_err(|error| error.to_string()),
+            Ok(()) => match crate::clean_swap::recover(&dir).await {
+                Ok(swap) => {
+                    if !swap.completed.is_empty() || swap.discarded > 0 {
+                        tracing::info!(partition = %label, completed = swap.completed.len(), discarded = swap.discarded, "recovery finished an interrupted cleaning pass");
+                    }
+                    open_partition(spec)
+                        .await
+                        .map_err(|error| error.to_string())
+                }
+                Err(reason) => Err(reason),
+            },
             Err(error) => Err(format!("creating {}: {error}", dir.display())),
+        };
+        let opened = match opened {
+            Ok((mut log, report)) => {
+                log.set_marks(crate::partition_marks::PartitionMarks::load(&dir, &label).await);
+                Ok((log, report))
+            }
+            Err(reason) => Err(reason),
         };
         let opened = match opened {
             Ok((mut log, report)) => match crate::producer_restore::restore(&mut log).await {
@@ -957,6 +1025,7 @@ impl Shard {
     /// Forgets a deleted partition and moves its directory to the trash for removal.
     async fn remove_partition(&mut self, partition: PartitionId) -> Result<(), String> {
         self.offline.remove(&partition);
+        self.cleaner.cancel(partition, "the partition was deleted");
         let Some(mut slot) = self.partitions.remove(&partition) else {
             return Ok(());
         };
@@ -991,6 +1060,8 @@ impl Shard {
             data_waits: self.data_waits.len(),
             queue_depth: 0,
             commits: self.commits,
+            cleaner: self.cleaner.totals().0,
+            cleaner_failures: self.cleaner.totals().1,
             partition_bytes: self
                 .partitions
                 .values()

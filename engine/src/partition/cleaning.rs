@@ -46,6 +46,20 @@ impl PartitionLog {
         Ok(self.marks)
     }
 
+    /// The idempotent producers this partition knows, with their latest batch.
+    pub fn producer_infos(&self) -> Vec<crate::request::ProducerInfo> {
+        self.producers
+            .latest_batches()
+            .into_iter()
+            .map(|(producer_id, batch)| crate::request::ProducerInfo {
+                producer_id,
+                producer_epoch: batch.epoch,
+                last_sequence: batch.last_sequence,
+                last_timestamp_ms: -1,
+            })
+            .collect()
+    }
+
     /// Each segment's summary for the cleaner's plan, oldest first.
     pub fn segment_summaries(&self) -> Vec<SegmentSummary> {
         self.segments

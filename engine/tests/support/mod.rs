@@ -131,7 +131,7 @@ pub async fn read_all(
         }
         let mut rest = &outcome.bytes[..];
         while !rest.is_empty() {
-            let header = strand_engine::batch::check_batch(&rest[..total_len(rest)])
+            let header = strand_engine::batch::check_stored_batch(&rest[..total_len(rest)])
                 .expect("reads return valid batches");
             let len = header.total_len();
             if header.last_offset() >= next.value() {
@@ -188,4 +188,38 @@ pub fn partition_dir(data_dir: &Path, topic: &str, index: u32) -> PathBuf {
 pub fn forget_clean_shutdown(data_dir: &Path) {
     std::fs::remove_file(data_dir.join("clean-shutdown"))
         .expect("a clean shutdown left its marker");
+}
+
+/// A record read back: offset, key, value (`None`: a tombstone).
+pub type ReadRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Every record of `batches` (as [`read_all`] returns them), in offset order.
+pub fn records_of(batches: &[(i64, Vec<u8>)]) -> Vec<ReadRecord> {
+    let mut out = Vec::new();
+    for (_, bytes) in batches {
+        let header = strand_engine::batch::check_stored_batch(bytes).expect("a stored batch");
+        let records = strand_engine::batch_rewrite::open_records(bytes, &header, 64 << 20)
+            .expect("records open");
+        let count = usize::try_from(header.record_count).expect("non-negative");
+        for record in strand_engine::records::parse(&records, count).expect("records parse") {
+            out.push((
+                header.base_offset + i64::from(record.offset_delta),
+                record.key.map(<[u8]>::to_vec),
+                record.value.map(<[u8]>::to_vec),
+            ));
+        }
+    }
+    out
+}
+
+/// The base offset of the partition's newest segment (the active one); 0 before the
+/// first segment file exists.
+pub fn active_base(dir: &Path) -> i64 {
+    let Some(last) = segment_logs(dir).pop() else {
+        return 0;
+    };
+    last.file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.parse().ok())
+        .expect("segment files are named by their base offset")
 }
