@@ -16,6 +16,7 @@
 pub mod batch;
 pub mod batch_builder;
 pub mod batch_cache;
+pub mod batch_conform;
 pub mod batch_filter;
 pub mod batch_rewrite;
 pub mod clean_plan;
