@@ -726,6 +726,17 @@ impl PartitionLog {
             .collect()
     }
 
+    /// The largest record timestamp of the durable log (-1 when it holds none): ListOffsets'
+    /// max-timestamp lookup finds the first record with it.
+    pub fn max_timestamp_ms(&self) -> i64 {
+        self.segments
+            .values()
+            .filter(|segment| segment.durable_len > 0)
+            .map(|segment| segment.index.max_timestamp_ms())
+            .max()
+            .unwrap_or(-1)
+    }
+
     /// A cursor over the first segment that can hold a record at or after `target_ms`, or
     /// `None` when no durable batch is that recent.
     pub fn plan_timestamp_lookup(&self, target_ms: i64) -> Option<(SegmentCursor, PathBuf)> {

@@ -72,6 +72,11 @@ pub(crate) enum ShardRequest {
         target_ms: i64,
         reply: Reply<Result<Option<RecordAtTime>, ReadError>>,
     },
+    /// The first record with the partition's largest timestamp (ListOffsets -3).
+    FindMaxTimestamp {
+        partition: PartitionId,
+        reply: Reply<Result<Option<RecordAtTime>, ReadError>>,
+    },
     /// Answered once the partition's high watermark passes `beyond` (at once if it already
     /// has, or if the shard holds its maximum of waits); the answer is dropped when the
     /// partition goes away.

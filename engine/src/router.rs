@@ -344,6 +344,22 @@ impl Router {
         answer.unwrap_or_else(|| Err("the broker is shutting down".to_string()))
     }
 
+    /// The first durable record with the partition's largest timestamp, if any.
+    pub async fn offset_of_max_timestamp(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<RecordAtTime>, ReadError> {
+        let (id, owner) = self.resolve_for_read(topic, partition)?;
+        let answer = self
+            .ask(owner, |reply| ShardRequest::FindMaxTimestamp {
+                partition: id,
+                reply,
+            })
+            .await;
+        answer.unwrap_or(Err(ReadError::ShuttingDown))
+    }
+
     /// The first durable record at or after `target_ms`, if any.
     pub async fn offset_for_timestamp(
         &self,

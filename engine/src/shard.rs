@@ -306,16 +306,7 @@ impl Shard {
                 partition,
                 committed,
                 reply,
-            } => {
-                let answer = self.partitions.get_mut(&partition).map(|slot| {
-                    let offsets = slot.log.set_committed(committed);
-                    self.data_waits.grown(partition, offsets.high_watermark);
-                    offsets
-                });
-                let _ = reply.send(answer.ok_or_else(|| ReadError::UnknownPartition {
-                    partition: partition.to_string(),
-                }));
-            }
+            } => self.set_committed(partition, committed, reply),
             ShardRequest::Read {
                 partition,
                 from,
@@ -333,6 +324,9 @@ impl Shard {
                 reply,
             } => {
                 self.find_timestamp(partition, target_ms, reply);
+            }
+            ShardRequest::FindMaxTimestamp { partition, reply } => {
+                self.find_max_timestamp(partition, reply);
             }
             ShardRequest::WaitForData {
                 partition,
@@ -817,6 +811,40 @@ impl Shard {
             }
             .boxed_local(),
         );
+    }
+
+    /// The chain's committed offset: consumers read no further.
+    fn set_committed(
+        &mut self,
+        partition: PartitionId,
+        committed: Offset,
+        reply: Reply<Result<PartitionOffsets, ReadError>>,
+    ) {
+        let answer = self.partitions.get_mut(&partition).map(|slot| {
+            let offsets = slot.log.set_committed(committed);
+            self.data_waits.grown(partition, offsets.high_watermark);
+            offsets
+        });
+        let _ = reply.send(answer.ok_or_else(|| ReadError::UnknownPartition {
+            partition: partition.to_string(),
+        }));
+    }
+
+    /// The first record with the partition's largest timestamp, if it holds any.
+    fn find_max_timestamp(
+        &mut self,
+        partition: PartitionId,
+        reply: Reply<Result<Option<crate::record_timestamps::RecordAtTime>, ReadError>>,
+    ) {
+        match self.slot(partition).map(|slot| slot.log.max_timestamp_ms()) {
+            Ok(max) if max >= 0 => self.find_timestamp(partition, max, reply),
+            Ok(_) => {
+                let _ = reply.send(Ok(None));
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+        }
     }
 
     fn slot(&self, partition: PartitionId) -> Result<&PartitionSlot, ReadError> {

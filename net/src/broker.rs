@@ -9,7 +9,7 @@ use glommio::sync::Semaphore;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
-use strand_engine::{Router, TopicMeta, TopicSpec};
+use strand_engine::{ConfigChange, Router, TopicMeta, TopicSpec};
 
 use crate::config::NetConfig;
 use crate::groups::coordinator::Coordinators;
@@ -94,22 +94,53 @@ impl Broker {
     }
 
     /// Creates the internal `__consumer_offsets` topic unless it exists, so every group has
-    /// a partition and with it a coordinator. Kept forever until compaction lands.
+    /// a partition and with it a coordinator. It is compacted, as in Kafka: the cleaner
+    /// keeps each group's latest offset per partition and drops deleted ones (tombstones).
+    /// A topic an earlier version created with `cleanup.policy=delete` and infinite
+    /// retention is switched to compaction.
     pub async fn ensure_offsets_topic(&self) {
-        if self.topic(OFFSETS_TOPIC).is_some() {
+        let compact = || {
+            vec![ConfigChange::Set {
+                key: "cleanup.policy".into(),
+                value: "compact".into(),
+            }]
+        };
+        if let Some(topic) = self.topic(OFFSETS_TOPIC) {
+            if topic.config.compacted() {
+                return;
+            }
+            let switched = match &self.config.cluster {
+                Some(cluster) => {
+                    crate::cluster::configure_topic(self, cluster, OFFSETS_TOPIC, &compact())
+                        .await
+                        .map_err(|error| error.message)
+                }
+                None => self
+                    .router
+                    .alter_topic_config(OFFSETS_TOPIC, compact())
+                    .await
+                    .map(|_| ())
+                    .map_err(|error| error.to_string()),
+            };
+            match switched {
+                Ok(()) => tracing::info!("{OFFSETS_TOPIC} is now compacted"),
+                Err(error) => {
+                    tracing::debug!(%error, "{OFFSETS_TOPIC} not switched to compaction here")
+                }
+            }
             return;
         }
+        let configs = vec![("cleanup.policy".to_owned(), "compact".to_owned())];
         if let Some(cluster) = &self.config.cluster {
             let factor = crate::cluster::replication_factor(cluster, -1).unwrap_or(1);
             let partitions = self.config.offsets_partitions;
-            let keep = vec![("retention.ms".to_owned(), "-1".to_owned())];
             match crate::cluster::create_topic(
                 self,
                 cluster,
                 OFFSETS_TOPIC,
                 partitions,
                 factor,
-                keep,
+                configs,
             )
             .await
             {
@@ -121,7 +152,7 @@ impl Broker {
         let spec = TopicSpec {
             name: OFFSETS_TOPIC.into(),
             partitions: self.config.offsets_partitions,
-            configs: vec![("retention.ms".into(), "-1".into())],
+            configs,
             id: None,
         };
         match self.router.create_topic(spec).await {

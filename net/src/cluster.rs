@@ -10,7 +10,8 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use strand_engine::{ConfigChange, TopicMeta};
 use strand_replication::controller::TopicChange;
-use strand_replication::host::{ClusterView, ControllerHandle};
+pub use strand_replication::host::ClusterView;
+use strand_replication::host::ControllerHandle;
 
 use crate::broker::Broker;
 use crate::kafka_errors::KafkaError;

@@ -2,6 +2,7 @@
 //! failure with the same code.
 
 use kafka_protocol::error::ResponseError;
+use strand_engine::batch_conform::ConformError;
 use strand_engine::producer_state::SequenceError;
 use strand_engine::{AppendError, BatchError, ReadError, TopicError};
 use strand_replication::binding::ProduceError;
@@ -35,6 +36,19 @@ impl From<BatchError> for KafkaError {
             BatchError::CrcMismatch { .. } => ResponseError::CorruptMessage,
             BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
             BatchError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
+            _ => ResponseError::InvalidRecord,
+        };
+        KafkaError::new(code, error.to_string())
+    }
+}
+
+impl From<ConformError> for KafkaError {
+    fn from(error: ConformError) -> Self {
+        let code = match &error {
+            ConformError::MissingKey { .. } => ResponseError::InvalidRecord,
+            ConformError::Timestamp { .. } => ResponseError::InvalidTimestamp,
+            ConformError::Open(_) | ConformError::Records(_) => ResponseError::CorruptMessage,
+            ConformError::Rebuilt(batch) => return KafkaError::from(batch.clone()),
             _ => ResponseError::InvalidRecord,
         };
         KafkaError::new(code, error.to_string())

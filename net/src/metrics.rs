@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     AlterConfigsResponse, ApiVersionsResponse, CreatePartitionsResponse, CreateTopicsResponse,
     DeleteGroupsResponse, DeleteTopicsResponse, DescribeClusterResponse, DescribeConfigsResponse,
@@ -15,6 +16,10 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsResponse, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse,
     ListGroupsResponse, ListOffsetsResponse, MetadataResponse, OffsetCommitResponse,
     OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse, SyncGroupResponse,
+};
+use kafka_protocol::messages::{
+    DeleteRecordsResponse, DescribeLogDirsResponse, DescribeProducersResponse,
+    DescribeTopicPartitionsResponse, ElectLeadersResponse, OffsetDeleteResponse,
 };
 use strand_engine::ShardStats;
 
@@ -129,6 +134,12 @@ count_errors! {
     ListGroupsResponse => |r| nonzero(r.error_code);
     DescribeGroupsResponse => |r| r.groups.iter().map(|g| nonzero(g.error_code)).sum();
     DeleteGroupsResponse => |r| r.results.iter().map(|g| nonzero(g.error_code)).sum();
+    OffsetDeleteResponse => |r| nonzero(r.error_code) + r.topics.iter().flat_map(|t| &t.partitions).map(|p| nonzero(p.error_code)).sum::<u64>();
+    DeleteRecordsResponse => |r| r.topics.iter().flat_map(|t| &t.partitions).map(|p| nonzero(p.error_code)).sum();
+    DescribeProducersResponse => |r| r.topics.iter().flat_map(|t| &t.partitions).map(|p| nonzero(p.error_code)).sum();
+    DescribeLogDirsResponse => |r| nonzero(r.error_code) + r.results.iter().map(|d| nonzero(d.error_code)).sum::<u64>();
+    DescribeTopicPartitionsResponse => |r| r.topics.iter().map(|t| nonzero(t.error_code)).sum();
+    ElectLeadersResponse => |r| nonzero(r.error_code) + r.replica_election_results.iter().flat_map(|t| &t.partition_result).filter(|p| p.error_code != ResponseError::ElectionNotNeeded.code()).map(|p| nonzero(p.error_code)).sum::<u64>();
 }
 
 /// Everything a scrape learns from one shard.

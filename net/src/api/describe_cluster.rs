@@ -16,8 +16,11 @@ pub async fn handle(
     _version: i16,
 ) -> Option<DescribeClusterResponse> {
     let config = &broker.config;
-    let response =
+    let mut response =
         DescribeClusterResponse::default().with_cluster_id(wire(config.cluster_id.clone()));
+    if request.include_cluster_authorized_operations {
+        response = response.with_cluster_authorized_operations(super::authorized::CLUSTER);
+    }
     let Some(cluster) = &config.cluster else {
         let node = BrokerId(config.node_id);
         let this = DescribeClusterBroker::default()

@@ -19,8 +19,9 @@ use kafka_protocol::messages::{
     DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
     GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
     LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    SyncGroupRequest, SyncGroupResponse, TopicName, delete_groups_response,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    delete_groups_response, offset_delete_response,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -445,7 +446,11 @@ pub async fn describe(
             reply,
         })
         .await;
-        let entry = DescribedGroup::default().with_group_id(group.clone());
+        let mut entry = DescribedGroup::default().with_group_id(group.clone());
+        // Asked for from version 3.
+        if version >= 3 && request.include_authorized_operations {
+            entry = entry.with_authorized_operations(super::authorized::GROUP);
+        }
         described.push(match view {
             Err(code) => entry.with_error_code(code.code()),
             Ok(None) => entry.with_group_state(wire("Dead")),
@@ -500,4 +505,66 @@ pub async fn delete(
         );
     }
     Some(DeleteGroupsResponse::default().with_results(results))
+}
+
+/// OffsetDelete: removes a group's committed offsets of some partitions (tombstones in
+/// `__consumer_offsets`), refused per partition while a live member subscribes to its
+/// topic.
+pub async fn delete_offsets(
+    broker: &Broker,
+    request: OffsetDeleteRequest,
+    _version: i16,
+) -> Option<OffsetDeleteResponse> {
+    let id = request.group_id.0.to_string();
+    let wanted: Vec<(String, i32)> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|partition| (topic.name.0.to_string(), partition.partition_index))
+        })
+        .collect();
+    let answer = if let Some(code) = invalid_group(&id) {
+        Err(code)
+    } else {
+        ask(broker, &id, |reply| GroupCall::DeleteOffsets {
+            group: id.clone(),
+            partitions: wanted.clone(),
+            reply,
+        })
+        .await
+        .and_then(|answer| answer)
+    };
+    let answers = match answer {
+        Ok(answers) => answers,
+        Err(code) => {
+            return Some(OffsetDeleteResponse::default().with_error_code(code.code()));
+        }
+    };
+    let mut answers = answers.into_iter();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let code = answers
+                        .next()
+                        .and_then(Result::err)
+                        .map_or(0, |code| code.code());
+                    offset_delete_response::OffsetDeleteResponsePartition::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            offset_delete_response::OffsetDeleteResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    Some(OffsetDeleteResponse::default().with_topics(topics))
 }

@@ -1,5 +1,6 @@
-//! ListOffsets: a partition's earliest offset (-2), latest offset (-1), or the first
-//! record at or after a timestamp.
+//! ListOffsets: a partition's earliest offset (-2, and -4 "earliest local", the same here:
+//! every record is local), latest offset (-1), the first record with its largest timestamp
+//! (-3), or the first record at or after a timestamp.
 
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
@@ -15,6 +16,8 @@ use crate::kafka_errors::KafkaError;
 /// Kafka's special timestamps.
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
 
 pub async fn handle(
     broker: &Broker,
@@ -79,9 +82,13 @@ async fn lookup(
             let offsets = router.offsets(topic, index).await?;
             Ok((offsets.high_watermark.value(), -1))
         }
-        EARLIEST => {
+        EARLIEST | EARLIEST_LOCAL => {
             let offsets = router.offsets(topic, index).await?;
             Ok((offsets.log_start.value(), -1))
+        }
+        MAX_TIMESTAMP => {
+            let found = router.offset_of_max_timestamp(topic, index).await?;
+            Ok(found.map_or((-1, -1), |record| (record.offset, record.timestamp_ms)))
         }
         target if target >= 0 => {
             let found = router.offset_for_timestamp(topic, index, target).await?;
@@ -89,7 +96,9 @@ async fn lookup(
         }
         other => Err(KafkaError::new(
             ResponseError::InvalidRequest,
-            format!("timestamp {other} is neither a time nor one of -1 (latest) and -2 (earliest)"),
+            format!(
+                "timestamp {other} is neither a time nor one of -1 (latest), -2 (earliest), -3 (max timestamp) and -4 (earliest local)"
+            ),
         )),
     }
 }

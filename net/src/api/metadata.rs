@@ -48,9 +48,22 @@ pub async fn handle(
             topics
         }
     };
-    let response = MetadataResponse::default()
+    let topics = if version >= 8 && request.include_topic_authorized_operations {
+        topics
+            .into_iter()
+            .map(|topic| topic.with_topic_authorized_operations(super::authorized::TOPIC))
+            .collect()
+    } else {
+        topics
+    };
+    let mut response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_topics(topics);
+    // Versions 8 to 10 carry the cluster's operations when asked (11 moved them to
+    // DescribeCluster).
+    if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+        response = response.with_cluster_authorized_operations(super::authorized::CLUSTER);
+    }
     // The controller is named from version 1, the cluster id from version 2.
     let response = if version >= 1 {
         response.with_controller_id(controller)
@@ -131,35 +144,51 @@ fn brokers(broker: &Broker) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
-fn describe(broker: &Broker, topic: &Arc<TopicMeta>, version: i16) -> MetadataResponseTopic {
+/// Where partition `index` of `topic` lives: this node alone, or the chain the
+/// controller placed (with LEADER_NOT_AVAILABLE while it has no head).
+pub(super) fn partition_seen(
+    broker: &Broker,
+    view: Option<&crate::cluster::ClusterView>,
+    topic: &str,
+    index: u32,
+) -> (
+    crate::cluster::PartitionView,
+    Option<kafka_protocol::error::ResponseError>,
+) {
     let node = broker.config.node_id;
-    let view = broker.config.cluster.as_ref().map(|cluster| cluster.view());
-    let partitions = (0..topic.partition_count())
-        .map(|index| {
-            let single = crate::cluster::PartitionView {
+    match view {
+        None => (
+            crate::cluster::PartitionView {
                 leader: node,
                 leader_epoch: super::offset_for_leader_epoch::LEADER_EPOCH,
                 replicas: vec![node],
-            };
-            let (seen, error) = match &view {
-                None => (single, None),
-                Some(view) => match crate::cluster::partition(view, &topic.name, index) {
-                    Some(seen) if seen.leader < 0 => (
-                        seen,
-                        Some(kafka_protocol::error::ResponseError::LeaderNotAvailable),
-                    ),
-                    Some(seen) => (seen, None),
-                    // A topic this node's engine holds that the controller does not know.
-                    None => (
-                        crate::cluster::PartitionView {
-                            leader: -1,
-                            leader_epoch: -1,
-                            replicas: Vec::new(),
-                        },
-                        Some(kafka_protocol::error::ResponseError::LeaderNotAvailable),
-                    ),
+            },
+            None,
+        ),
+        Some(view) => match crate::cluster::partition(view, topic, index) {
+            Some(seen) if seen.leader < 0 => (
+                seen,
+                Some(kafka_protocol::error::ResponseError::LeaderNotAvailable),
+            ),
+            Some(seen) => (seen, None),
+            // A topic this node's engine holds that the controller does not know.
+            None => (
+                crate::cluster::PartitionView {
+                    leader: -1,
+                    leader_epoch: -1,
+                    replicas: Vec::new(),
                 },
-            };
+                Some(kafka_protocol::error::ResponseError::LeaderNotAvailable),
+            ),
+        },
+    }
+}
+
+fn describe(broker: &Broker, topic: &Arc<TopicMeta>, version: i16) -> MetadataResponseTopic {
+    let view = broker.config.cluster.as_ref().map(|cluster| cluster.view());
+    let partitions = (0..topic.partition_count())
+        .map(|index| {
+            let (seen, error) = partition_seen(broker, view.as_deref(), &topic.name, index);
             let replicas: Vec<BrokerId> = seen.replicas.iter().map(|&id| BrokerId(id)).collect();
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(i32::try_from(index).unwrap_or(i32::MAX))

@@ -7,11 +7,17 @@
 
 mod alter_configs;
 mod api_versions;
+mod authorized;
 mod create_partitions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_log_dirs;
+mod describe_producers;
+mod describe_topic_partitions;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod groups;
@@ -47,7 +53,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     // Produce v0–2 and Fetch v2–3: see legacy.rs.
     (ApiKey::Produce, 0, 12),
     (ApiKey::Fetch, 2, 16),
-    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
@@ -69,6 +75,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The versions of `key` served, if any.
@@ -200,6 +212,12 @@ pub fn decode_frame(mut frame: Bytes) -> Result<ApiKey, String> {
         ListGroups => ListGroupsRequest,
         DescribeGroups => DescribeGroupsRequest,
         DeleteGroups => DeleteGroupsRequest,
+        OffsetDelete => OffsetDeleteRequest,
+        DeleteRecords => DeleteRecordsRequest,
+        DescribeProducers => DescribeProducersRequest,
+        DescribeLogDirs => DescribeLogDirsRequest,
+        DescribeTopicPartitions => DescribeTopicPartitionsRequest,
+        ElectLeaders => ElectLeadersRequest,
     }
     .map_err(|error| format!("malformed {api:?} v{version} request: {error}"))?;
     Ok(api)
@@ -291,6 +309,12 @@ async fn route_current(
         ApiKey::ListGroups => serve!(groups::list),
         ApiKey::DescribeGroups => serve!(groups::describe),
         ApiKey::DeleteGroups => serve!(groups::delete),
+        ApiKey::OffsetDelete => serve!(groups::delete_offsets),
+        ApiKey::DeleteRecords => serve!(delete_records::handle),
+        ApiKey::DescribeProducers => serve!(describe_producers::handle),
+        ApiKey::DescribeLogDirs => serve!(describe_log_dirs::handle),
+        ApiKey::DescribeTopicPartitions => serve!(describe_topic_partitions::handle),
+        ApiKey::ElectLeaders => serve!(elect_leaders::handle),
         other => Answer::Close(format!("{other:?} is not served")),
     })
 }
@@ -386,6 +410,12 @@ fn api_name(api: ApiKey) -> &'static str {
         ApiKey::ListGroups => "ListGroups",
         ApiKey::DescribeGroups => "DescribeGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::DescribeProducers => "DescribeProducers",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
+        ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
+        ApiKey::ElectLeaders => "ElectLeaders",
         _ => "Other",
     }
 }

@@ -8,9 +8,14 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use strand_engine::ValidatedBatch;
+use strand_engine::batch_conform::conform;
 
 use crate::broker::{Broker, wire};
 use crate::kafka_errors::KafkaError;
+
+/// Bytes one compressed batch may inflate to when the broker opens it (compacted topics'
+/// key checks, timestamp bounds, recompression); a larger batch is refused.
+const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
 pub async fn handle(
     broker: &Broker,
@@ -117,12 +122,37 @@ async fn produce_partition(
             "transactional batches are not supported yet",
         ));
     }
+    let (batch, log_append_time_ms) = match broker.topic(topic) {
+        Some(meta) => {
+            let label = strand_engine::metadata::partition_label(topic, index);
+            let conformed = conform(
+                batch,
+                &meta.config,
+                &label,
+                now_ms(),
+                DECOMPRESSED_BYTES_MAX,
+                broker.config.limits.frame_bytes_max,
+            )?;
+            (conformed.batch, conformed.log_append_time_ms.unwrap_or(-1))
+        }
+        None => (batch, -1), // the append answers UNKNOWN_TOPIC_OR_PARTITION
+    };
     let stored = broker.append(topic, index, batch).await?;
-    let response = PartitionProduceResponse::default().with_base_offset(stored.base_offset.value());
+    let response = PartitionProduceResponse::default()
+        .with_base_offset(stored.base_offset.value())
+        .with_log_append_time_ms(log_append_time_ms);
     // The log start offset is in the answer from version 5.
     Ok(if version >= 5 {
         response.with_log_start_offset(stored.log_start.value())
     } else {
         response
     })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|since| i64::try_from(since.as_millis()).ok())
+        .unwrap_or(0)
 }

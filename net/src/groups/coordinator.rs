@@ -96,6 +96,14 @@ pub enum GroupCall {
         group: String,
         reply: oneshot::Sender<Result<(), ResponseError>>,
     },
+    /// Kafka's OffsetDelete: the group's committed offsets of `partitions`, each answered
+    /// (GROUP_SUBSCRIBED_TO_TOPIC while a member of the live group subscribes to it); the
+    /// whole call fails with GROUP_ID_NOT_FOUND.
+    DeleteOffsets {
+        group: String,
+        partitions: Vec<(String, i32)>,
+        reply: oneshot::Sender<Result<Vec<Result<(), ResponseError>>, ResponseError>>,
+    },
 }
 
 impl GroupCall {
@@ -109,7 +117,8 @@ impl GroupCall {
             | GroupCall::Commit { group, .. }
             | GroupCall::Fetch { group, .. }
             | GroupCall::Describe { group, .. }
-            | GroupCall::Delete { group, .. } => Some(group),
+            | GroupCall::Delete { group, .. }
+            | GroupCall::DeleteOffsets { group, .. } => Some(group),
             GroupCall::List { .. } => None,
         }
     }
@@ -281,7 +290,8 @@ async fn load_partition(
             break;
         }
         let mut groups = state.borrow_mut();
-        for (offset, key, value) in offsets::records(read.bytes) {
+        let (found, next) = offsets::records(read.bytes);
+        for (offset, key, value) in found {
             if offset < from.value() {
                 continue;
             }
@@ -305,6 +315,9 @@ async fn load_partition(
                     }
                 }
             }
+        }
+        if let Some(next) = next.and_then(Offset::new) {
+            from = from.max(next);
         }
         if from >= read.offsets.high_watermark {
             break;
@@ -401,6 +414,11 @@ fn handle(broker: &Rc<Broker>, state: &Rc<RefCell<Groups>>, call: GroupCall) {
             let _ = reply.send(found);
         }
         GroupCall::Delete { group, reply } => delete(broker, state, group, reply),
+        GroupCall::DeleteOffsets {
+            group,
+            partitions,
+            reply,
+        } => delete_offsets(broker, state, group, partitions, reply),
     }
 }
 
@@ -567,6 +585,74 @@ fn delete(
         groups.offsets.remove(group);
         groups.groups.remove(group);
     });
+}
+
+fn delete_offsets(
+    broker: &Rc<Broker>,
+    state: &Rc<RefCell<Groups>>,
+    group: String,
+    partitions: Vec<(String, i32)>,
+    reply: oneshot::Sender<Result<Vec<Result<(), ResponseError>>, ResponseError>>,
+) {
+    let groups = state.borrow();
+    let live = groups.groups.get(&group);
+    let committed = groups.offsets.get(&group);
+    if live.is_none() && committed.is_none() {
+        let _ = reply.send(Err(ResponseError::GroupIdNotFound));
+        return;
+    }
+    let subscribed: std::collections::BTreeSet<String> = live
+        .filter(|entry| entry.state != State::Empty)
+        .map(|entry| entry.subscribed_topics())
+        .unwrap_or_default();
+    let answers: Vec<Result<(), ResponseError>> = partitions
+        .iter()
+        .map(|(topic, _)| {
+            if subscribed.contains(topic) {
+                Err(ResponseError::GroupSubscribedToTopic)
+            } else {
+                Ok(())
+            }
+        })
+        .collect();
+    let doomed: Vec<(String, i32)> = partitions
+        .into_iter()
+        .zip(&answers)
+        .filter(|((topic, partition), answer)| {
+            answer.is_ok()
+                && committed.is_some_and(|held| held.contains_key(&(topic.clone(), *partition)))
+        })
+        .map(|(key, _)| key)
+        .collect();
+    drop(groups);
+    if doomed.is_empty() {
+        let _ = reply.send(Ok(answers));
+        return;
+    }
+    let records = doomed
+        .iter()
+        .map(|(topic, partition)| (offsets::key(&group, topic, *partition), None))
+        .collect();
+    let (done, written) = oneshot::channel();
+    write_then(broker, state, group, records, done, move |groups, group| {
+        if let Some(held) = groups.offsets.get_mut(group) {
+            for key in &doomed {
+                held.remove(key);
+            }
+            if held.is_empty() {
+                groups.offsets.remove(group);
+            }
+        }
+    });
+    glommio::spawn_local(async move {
+        let answer = match written.await {
+            Ok(Ok(())) => Ok(answers),
+            Ok(Err(code)) => Err(code),
+            Err(_) => Err(ResponseError::CoordinatorNotAvailable),
+        };
+        let _ = reply.send(answer);
+    })
+    .detach();
 }
 
 /// Appends `records` to the group's partition of `__consumer_offsets`; once durable,

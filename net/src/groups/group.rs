@@ -102,6 +102,22 @@ fn join_refusal(code: ResponseError, member_id: &str) -> JoinGroupResponse {
 }
 
 impl Group {
+    /// The topics the members subscribe to, read from their consumer-protocol metadata
+    /// (Kafka's `ConsumerProtocolSubscription`: version, then the topic names); members of
+    /// other protocols subscribe to none.
+    pub fn subscribed_topics(&self) -> std::collections::BTreeSet<String> {
+        let mut topics = std::collections::BTreeSet::new();
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return topics;
+        }
+        for member in self.members.values() {
+            for (_, metadata) in &member.protocols {
+                topics.extend(subscription_topics(metadata));
+            }
+        }
+        topics
+    }
+
     pub fn new(id: String) -> Group {
         Group {
             id,
@@ -570,6 +586,36 @@ impl Group {
         self.initial = false;
         self.join_order.clear();
     }
+}
+
+/// The topic names of a consumer-protocol subscription (any version: the topics come
+/// first after the version); what does not parse yields none.
+fn subscription_topics(metadata: &[u8]) -> Vec<String> {
+    let mut topics = Vec::new();
+    let Some(rest) = metadata.get(2..) else {
+        return topics;
+    };
+    let Some(count) = rest
+        .get(..4)
+        .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    else {
+        return topics;
+    };
+    let mut at = 4;
+    for _ in 0..count.max(0) {
+        let Some(len) = rest
+            .get(at..at + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
+            break;
+        };
+        let Some(name) = rest.get(at + 2..at + 2 + len) else {
+            break;
+        };
+        topics.push(String::from_utf8_lossy(name).into_owned());
+        at += 2 + len;
+    }
+    topics
 }
 
 #[cfg(test)]

@@ -132,21 +132,30 @@ pub fn batch(records: &[(Vec<u8>, Option<Vec<u8>>)], now_ms: i64) -> Vec<u8> {
     builder.build()
 }
 
-/// The records of stored batches `bytes`, with their offsets.
-pub fn records(bytes: Vec<u8>) -> Vec<(i64, Option<Bytes>, Option<Bytes>)> {
+/// A stored record: offset, key, value.
+pub type StoredRecord = (i64, Option<Bytes>, Option<Bytes>);
+
+/// The records of stored batches `bytes`, with their offsets, and the offset after the
+/// last batch (past records compaction removed, so a reader moves on).
+pub fn records(bytes: Vec<u8>) -> (Vec<StoredRecord>, Option<i64>) {
     let mut bytes = Bytes::from(bytes);
     let mut found = Vec::new();
+    let mut next = None;
     while !bytes.is_empty() {
+        let Ok(header) = strand_engine::BatchHeader::parse(&bytes) else {
+            break;
+        };
         let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes) else {
             break;
         };
+        next = Some(header.last_offset() + 1);
         found.extend(
             set.records
                 .into_iter()
                 .map(|record| (record.offset, record.key, record.value)),
         );
     }
-    found
+    (found, next)
 }
 
 #[cfg(test)]
@@ -166,7 +175,9 @@ mod tests {
             (key("g", "t", 3), Some(value(&committed, 1000))),
             (key("g", "t", 4), None),
         ];
-        let decoded: Vec<_> = super::records(batch(&records, 1000))
+        let (found, next) = super::records(batch(&records, 1000));
+        assert_eq!(next, Some(2), "the offset after the batch");
+        let decoded: Vec<_> = found
             .into_iter()
             .map(|(_, key, value)| decode(&key.unwrap(), value.as_deref()).unwrap())
             .collect();
