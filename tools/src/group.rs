@@ -1,5 +1,6 @@
-//! `strand group list|describe`: consumer groups, their members and, per partition, the
-//! committed offset, the log end and the lag, like kafka-consumer-groups.sh --describe.
+//! `strand group list|describe|delete|reset-offsets`: consumer groups, their members and,
+//! per partition, the committed offset, the log end and the lag, like
+//! kafka-consumer-groups.sh; resetting offsets lives in `group_reset.rs`.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,14 @@ pub enum GroupCommand {
     List,
     /// Show a group's members and, per partition, its committed offsets and lag.
     Describe { group: String },
+    /// Delete groups with no members and their committed offsets.
+    Delete {
+        #[arg(required = true)]
+        groups: Vec<String>,
+    },
+    /// Move a group's committed offsets (the group must have no members). Shows the plan
+    /// and changes nothing unless --execute is given, like kafka-consumer-groups.sh.
+    ResetOffsets(crate::group_reset::ResetArgs),
 }
 
 pub fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<bool> {
@@ -42,7 +51,32 @@ pub fn run(bootstrap: &str, command: GroupCommand) -> anyhow::Result<bool> {
             Ok(true)
         }
         GroupCommand::Describe { group } => describe(&mut client, &group),
+        GroupCommand::Delete { groups } => delete(&mut client, &groups),
+        GroupCommand::ResetOffsets(args) => crate::group_reset::run(&mut client, &args),
     }
+}
+
+fn delete(client: &mut AdminClient, groups: &[String]) -> anyhow::Result<bool> {
+    use kafka_protocol::messages::DeleteGroupsRequest;
+    let request = DeleteGroupsRequest::default().with_groups_names(
+        groups
+            .iter()
+            .map(|group| GroupId(StrBytes::from_string(group.clone())))
+            .collect(),
+    );
+    let response = client.call(&request, 2)?;
+    let mut ok = true;
+    println!("{:<40} STATUS", "GROUP");
+    for result in response.results {
+        let status = error_text(result.error_code, None);
+        ok &= status.is_none();
+        println!(
+            "{:<40} {}",
+            result.group_id.0.as_str(),
+            status.unwrap_or_else(|| "OK".into())
+        );
+    }
+    Ok(ok)
 }
 
 fn describe(client: &mut AdminClient, group: &str) -> anyhow::Result<bool> {

@@ -5,9 +5,11 @@ mod cluster;
 mod consume;
 mod dump_log;
 mod group;
+mod group_reset;
 mod load;
 mod metrics_http;
 mod produce;
+mod records;
 mod serve;
 mod topic;
 
@@ -43,9 +45,12 @@ enum Command {
     /// The cluster: nodes and their liveness, the controller, chains and committed offsets.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
-    /// List consumer groups; describe one with its lag per partition.
+    /// List, describe and delete consumer groups; reset their offsets.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Delete a partition's records below an offset (Kafka's DeleteRecords).
+    #[command(subcommand)]
+    Records(records::RecordsCommand),
     /// Send each line of stdin as a message.
     Produce(produce::ProduceArgs),
     /// Print messages of a topic.
@@ -83,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Topic(command) => Ok(exit(topic::run(&cli.bootstrap, command)?)),
         Command::Cluster(command) => Ok(exit(cluster::run(&cli.bootstrap, command)?)),
         Command::Group(command) => Ok(exit(group::run(&cli.bootstrap, command)?)),
+        Command::Records(command) => Ok(exit(records::run(&cli.bootstrap, command)?)),
         Command::Produce(args) => Ok(exit(produce::run(&cli.bootstrap, &args)?)),
         Command::Consume(args) => Ok(exit(consume::run(&cli.bootstrap, &args)?)),
         Command::Load(args) => Ok(exit(load::run(&cli.bootstrap, *args)?)),
@@ -109,6 +115,8 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in files or CI logs.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

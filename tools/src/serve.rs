@@ -70,6 +70,13 @@ struct FileConfig {
     node_id: Option<u32>,
     peers: Option<String>,
     internal_listen: Option<String>,
+    /// How often each shard applies retention, rolls segments by age and looks for a
+    /// partition to clean, in milliseconds [default: 30000].
+    housekeeping_interval_ms: Option<u64>,
+    /// The broker's topic defaults: Kafka broker keys (`log.retention.ms`,
+    /// `log.retention.hours`, `log.cleanup.policy`, `log.segment.bytes`, ...) or topic keys
+    /// (`retention.ms`), applied to every topic that does not set its own.
+    topic_defaults: Option<BTreeMap<String, toml::Value>>,
 }
 
 /// Everything `serve` needs, merged.
@@ -92,12 +99,39 @@ pub struct ClusterSettings {
 }
 
 impl ServeArgs {
+    /// The engine's settings: data directory, shards, fsync, housekeeping and the broker's
+    /// topic defaults.
+    fn engine_config(&self, file: &FileConfig) -> anyhow::Result<EngineConfig> {
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("strand-data"));
+        let mut engine = EngineConfig::new(data_dir);
+        if let Some(cores) = self.cores.or(file.cores) {
+            engine.shard_count = cores;
+        }
+        if self.no_fsync || file.no_fsync == Some(true) {
+            engine.fsync = FsyncPolicy::UnsafeNoFsync;
+        }
+        if let Some(interval) = file.housekeeping_interval_ms {
+            engine.housekeeping_interval_ms = interval;
+        }
+        if let Some(defaults) = &file.topic_defaults {
+            apply_topic_defaults(&mut engine.topic_defaults, defaults)
+                .context("[topic_defaults] in the config file")?;
+        }
+        engine.validate().map_err(anyhow::Error::msg)?;
+        Ok(engine)
+    }
+
     /// Merges flags (and their environment variables) over the config file and defaults.
     pub fn settings(&self) -> anyhow::Result<Settings> {
         let file = match &self.config {
             Some(path) => read_config(path)?,
             None => FileConfig::default(),
         };
+        let engine = self.engine_config(&file)?;
         let listen = self
             .listen
             .clone()
@@ -122,19 +156,6 @@ impl ServeArgs {
             net.default_partitions = partitions;
         }
         net.validate().map_err(anyhow::Error::msg)?;
-        let data_dir = self
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("strand-data"));
-        let mut engine = EngineConfig::new(data_dir);
-        if let Some(cores) = self.cores.or(file.cores) {
-            engine.shard_count = cores;
-        }
-        if self.no_fsync || file.no_fsync == Some(true) {
-            engine.fsync = FsyncPolicy::UnsafeNoFsync;
-        }
-        engine.validate().map_err(anyhow::Error::msg)?;
         net.topic_defaults = engine.topic_defaults.clone();
         net.data_dir = engine.data_dir.clone();
         let metrics = match self
@@ -224,6 +245,60 @@ fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<NodeId, String>> {
         bail!("no nodes given");
     }
     Ok(peers)
+}
+
+/// Sets each of `defaults` (a Kafka broker key or a topic key) on the broker's topic
+/// defaults; hour and minute keys (`log.retention.hours`, `log.roll.hours`, ...) are turned
+/// into the milliseconds their topic key counts.
+fn apply_topic_defaults(
+    config: &mut strand_engine::TopicConfig,
+    defaults: &BTreeMap<String, toml::Value>,
+) -> anyhow::Result<()> {
+    use strand_engine::topic_config::{config_def, config_def_for_broker_key};
+    for (key, value) in defaults {
+        let text = match value {
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Integer(number) => number.to_string(),
+            toml::Value::Float(number) => number.to_string(),
+            toml::Value::Boolean(flag) => flag.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .map_or_else(|| item.to_string(), str::to_owned)
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => bail!("{key}: {other} is not a setting's value"),
+        };
+        let scale: i64 = if key.ends_with(".hours") {
+            3_600_000
+        } else if key.ends_with(".minutes") {
+            60_000
+        } else {
+            1
+        };
+        let def = config_def(key)
+            .or_else(|| config_def_for_broker_key(key))
+            .with_context(|| format!("unknown topic default {key:?} (neither a Kafka broker key like log.retention.ms nor a topic key like retention.ms)"))?;
+        let text = if scale == 1 {
+            text
+        } else {
+            let amount: i64 = text
+                .parse()
+                .with_context(|| format!("{key}: {text:?} is not a whole number"))?;
+            let millis = if amount < 0 {
+                -1
+            } else {
+                amount.saturating_mul(scale)
+            };
+            millis.to_string()
+        };
+        config
+            .set(def.key, &text)
+            .map_err(|error| anyhow::anyhow!("{key}: {error}"))?;
+    }
+    Ok(())
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {

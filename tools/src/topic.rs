@@ -1,4 +1,4 @@
-//! `strand topic create|list|describe|delete|alter-config`, with rpk's and
+//! `strand topic create|list|describe|delete|alter-config|add-partitions`, with rpk's and
 //! kafka-topics.sh's habits: tables on stdout, one line per topic for changes, exit 1 if
 //! any topic failed.
 
@@ -48,7 +48,14 @@ pub enum TopicCommand {
         #[arg(required = true)]
         topics: Vec<String>,
     },
-    /// Set or reset topic configs.
+    /// Add partitions to a topic (partitions are never removed, as in Kafka).
+    AddPartitions {
+        topic: String,
+        /// How many partitions to add.
+        #[arg(short, long)]
+        num: u32,
+    },
+    /// Set or reset topic configs (any Kafka topic config; see the README's table).
     AlterConfig {
         topic: String,
         /// KEY=VALUE to set (repeatable).
@@ -90,7 +97,52 @@ pub fn run(bootstrap: &str, command: TopicCommand) -> anyhow::Result<bool> {
         TopicCommand::AlterConfig { topic, set, delete } => {
             alter_config(&mut client, &topic, &set, &delete)
         }
+        TopicCommand::AddPartitions { topic, num } => add_partitions(&mut client, &topic, num),
     }
+}
+
+/// The partition count of `topic`.
+pub fn partition_count(client: &mut AdminClient, topic: &str) -> anyhow::Result<i32> {
+    let response = metadata(client, Some(&[topic.to_string()]))?;
+    let Some(found) = response.topics.into_iter().next() else {
+        bail!("the broker did not describe {topic}");
+    };
+    if let Some(error) = error_text(found.error_code, None) {
+        bail!("{topic}: {error}");
+    }
+    i32::try_from(found.partitions.len()).context("partition count")
+}
+
+fn add_partitions(client: &mut AdminClient, topic: &str, num: u32) -> anyhow::Result<bool> {
+    use kafka_protocol::messages::CreatePartitionsRequest;
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    if num == 0 {
+        bail!("--num must be at least 1");
+    }
+    let current = partition_count(client, topic)?;
+    let total = current
+        .checked_add(i32::try_from(num).context("--num")?)
+        .context("too many partitions")?;
+    let request = CreatePartitionsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![
+            CreatePartitionsTopic::default()
+                .with_name(TopicName(wire(topic)))
+                .with_count(total),
+        ]);
+    let response = client.call(&request, 3)?;
+    let mut ok = true;
+    println!("{:<40} STATUS", "TOPIC");
+    for result in response.results {
+        let status = error_text(result.error_code, result.error_message.as_ref());
+        ok &= status.is_none();
+        println!(
+            "{:<40} {}",
+            result.name.0,
+            status.unwrap_or_else(|| format!("OK: {current} -> {total} partitions"))
+        );
+    }
+    Ok(ok)
 }
 
 fn create(
