@@ -121,7 +121,14 @@ impl Broker {
 
     fn wait_until_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        // A connection to a port nobody listens on can connect to itself (TCP simultaneous
+        // open, when the kernel picks the same port as the source): that is not the broker,
+        // and it holds the port the broker is about to bind.
+        let listening = |port: u16| {
+            TcpStream::connect(("127.0.0.1", port))
+                .is_ok_and(|stream| stream.local_addr().ok() != stream.peer_addr().ok())
+        };
+        while !listening(self.port) {
             let child = self.child.as_mut().expect("running broker");
             if let Some(status) = child.try_wait().expect("checking the broker") {
                 panic!("broker exited with {status} before listening");
