@@ -12,9 +12,9 @@ use bytes::Bytes;
 
 use crate::batch::{BatchError, Compression, ValidatedBatch};
 use crate::batch_rewrite::{
-    BatchFields, OpenError, encode_batch, open_records, stamp_log_append_time,
+    BatchFields, OpenError, encode_batch_at, open_records, stamp_log_append_time,
 };
-use crate::compression::CodecError;
+use crate::compression::{CodecError, Level};
 use crate::records::{RecordError, parse};
 use crate::topic_config::{TimestampType, TopicCompression, TopicConfig};
 
@@ -116,11 +116,16 @@ pub fn conform(
             }
         }
         if let Some(target) = recompress {
-            rebuilt = Some(encode_batch(
+            let level = Level {
+                gzip: config.compression_gzip_level,
+                zstd: config.compression_zstd_level,
+            };
+            rebuilt = Some(encode_batch_at(
                 &BatchFields::of(&header),
                 target,
                 &records,
                 header.record_count,
+                level,
             )?);
         }
     }

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use crate::batch::{BATCH_HEADER_LEN, BatchHeader, Compression, LOG_OVERHEAD, MAGIC_V2, seal_crc};
-use crate::compression::{CodecError, compress, decompress};
+use crate::compression::{CodecError, Level, compress_at, decompress};
 
 /// Attribute bits (Kafka's `DefaultRecordBatch`).
 const COMPRESSION_MASK: i16 = 0x07;
@@ -100,7 +100,18 @@ pub fn encode_batch(
     records: &[u8],
     record_count: i32,
 ) -> Result<Vec<u8>, CodecError> {
-    let body = compress(codec, records)?;
+    encode_batch_at(fields, codec, records, record_count, Level::default())
+}
+
+/// [`encode_batch`] at the codec level `level`.
+pub fn encode_batch_at(
+    fields: &BatchFields,
+    codec: Compression,
+    records: &[u8],
+    record_count: i32,
+    level: Level,
+) -> Result<Vec<u8>, CodecError> {
+    let body = compress_at(codec, records, level)?;
     let mut out = Vec::with_capacity(BATCH_HEADER_LEN + body.len());
     let batch_length =
         i32::try_from(BATCH_HEADER_LEN - LOG_OVERHEAD + body.len()).map_err(|_| {

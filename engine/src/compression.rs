@@ -48,15 +48,40 @@ pub fn decompress(codec: Compression, data: &[u8], len_max: usize) -> Result<Vec
     }
 }
 
-/// Compresses `data` with `codec`, as Kafka's clients would.
+/// Compresses `data` with `codec` at its default level, as Kafka's clients would.
 pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, CodecError> {
+    compress_at(codec, data, Level::default())
+}
+
+/// The levels of the codecs that have them (the topic's `compression.gzip.level` and
+/// `compression.zstd.level`); gzip's -1 is its default, 6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    pub gzip: i32,
+    pub zstd: i32,
+}
+
+impl Default for Level {
+    fn default() -> Self {
+        Level {
+            gzip: -1,
+            zstd: zstd::DEFAULT_COMPRESSION_LEVEL,
+        }
+    }
+}
+
+/// Compresses `data` with `codec` at `level`.
+pub fn compress_at(codec: Compression, data: &[u8], level: Level) -> Result<Vec<u8>, CodecError> {
     let failed = |detail: String| CodecError::Compress { codec, detail };
     match codec {
         Compression::None => Ok(data.to_vec()),
         Compression::Gzip => {
             let mut encoder = flate2::write::GzEncoder::new(
                 Vec::with_capacity(data.len() / 2),
-                flate2::Compression::default(),
+                u32::try_from(level.gzip).map_or_else(
+                    |_| flate2::Compression::default(),
+                    |level| flate2::Compression::new(level.min(9)),
+                ),
             );
             encoder
                 .write_all(data)
@@ -77,8 +102,9 @@ pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, CodecError> 
                 .map_err(|error| failed(error.to_string()))?;
             encoder.finish().map_err(|error| failed(error.to_string()))
         }
-        Compression::Zstd => zstd::bulk::compress(data, zstd::DEFAULT_COMPRESSION_LEVEL)
-            .map_err(|error| failed(error.to_string())),
+        Compression::Zstd => {
+            zstd::bulk::compress(data, level.zstd).map_err(|error| failed(error.to_string()))
+        }
     }
 }
 
@@ -163,6 +189,21 @@ fn snappy_compress(data: &[u8]) -> Result<Vec<u8>, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_and_zstd_follow_the_topics_levels() {
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|i| ((i * 7 % 251) ^ (i / 97)).to_le_bytes()[0])
+            .collect();
+        for codec in [Compression::Gzip, Compression::Zstd] {
+            let fast = compress_at(codec, &data, Level { gzip: 1, zstd: 1 }).unwrap();
+            let small = compress_at(codec, &data, Level { gzip: 9, zstd: 19 }).unwrap();
+            assert_ne!(fast, small, "{codec:?}: the level changes the output");
+            for bytes in [fast, small] {
+                assert_eq!(decompress(codec, &bytes, 1 << 20).unwrap(), data);
+            }
+        }
+    }
 
     const CODECS: [Compression; 5] = [
         Compression::None,

@@ -838,7 +838,20 @@ impl PartitionLog {
         let len = u64::try_from(batch.len()).unwrap_or(u64::MAX);
         let too_big =
             u64::from(active.index.log_len()) + len > u64::from(self.config.segment_bytes);
-        let too_old = now_ms.saturating_sub(active.roll_base_ms) > self.config.segment_ms;
+        // `segment.jitter.ms`: each segment rolls up to that much early, by an amount fixed
+        // by its base offset, so segments of many partitions created together do not all
+        // roll at once.
+        let jitter = match u64::try_from(self.config.segment_jitter_ms) {
+            Ok(jitter) if jitter > 0 => {
+                let spread = (active.base_offset().value().unsigned_abs())
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    % jitter;
+                i64::try_from(spread).unwrap_or(0)
+            }
+            _ => 0,
+        };
+        let too_old = now_ms.saturating_sub(active.roll_base_ms)
+            > self.config.segment_ms.saturating_sub(jitter);
         let span = self
             .next_offset
             .plus(batch.offset_span())

@@ -696,3 +696,21 @@ fn sigkill_at_any_point_of_cleaning_loses_nothing_that_should_survive() {
         }
     }
 }
+
+#[test]
+fn acks_all_needs_min_insync_replicas_chain_members() {
+    let broker = Broker::start();
+    create_topic(&broker, "guarded", &[("min.insync.replicas", "2")]).unwrap();
+    let message = [(None, Some(b"v".to_vec()), None)];
+    // NOT_ENOUGH_REPLICAS is retriable; without retries the client reports it at once.
+    let once = [
+        ("acks", "all"),
+        ("retries", "0"),
+        ("enable.idempotence", "false"),
+    ];
+    let refused = produce(&broker, "guarded", &message, &once).unwrap_err();
+    assert!(refused.contains("NotEnoughReplicas"), "{refused}");
+    let settings = [("acks", "1"), ("enable.idempotence", "false")];
+    produce(&broker, "guarded", &message, &settings).unwrap();
+    broker.stop();
+}

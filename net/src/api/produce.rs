@@ -49,7 +49,7 @@ pub async fn handle(
         request
             .topic_data
             .into_iter()
-            .map(|topic| produce_topic(broker, topic, refusal.as_ref(), version, frame_len)),
+            .map(|topic| produce_topic(broker, topic, refusal.as_ref(), version, frame_len, acks)),
     )
     .await;
     (acks != 0).then(|| ProduceResponse::default().with_responses(topics))
@@ -61,6 +61,7 @@ async fn produce_topic(
     refusal: Option<&KafkaError>,
     version: i16,
     frame_len: usize,
+    acks: i16,
 ) -> TopicProduceResponse {
     let name = topic.name.0.to_string();
     let partitions = join_all(topic.partition_data.into_iter().map(|partition| {
@@ -69,7 +70,7 @@ async fn produce_topic(
             let index = partition.index;
             let answer = match refusal {
                 Some(error) => Err(error.clone()),
-                None => produce_partition(broker, name, partition, version, frame_len).await,
+                None => produce_partition(broker, name, partition, version, frame_len, acks).await,
             };
             let response = match answer {
                 Ok(response) => response,
@@ -100,6 +101,7 @@ async fn produce_partition(
     partition: PartitionProduceData,
     version: i16,
     frame_len: usize,
+    acks: i16,
 ) -> Result<PartitionProduceResponse, KafkaError> {
     let unknown = || {
         KafkaError::new(
@@ -124,6 +126,9 @@ async fn produce_partition(
     }
     let (batch, log_append_time_ms) = match broker.topic(topic) {
         Some(meta) => {
+            if acks == -1 {
+                check_in_sync(broker, topic, index, meta.config.min_insync_replicas)?;
+            }
             let label = strand_engine::metadata::partition_label(topic, index);
             let conformed = conform(
                 batch,
@@ -147,6 +152,24 @@ async fn produce_partition(
     } else {
         response
     })
+}
+
+/// `min.insync.replicas` with acks=all: a chain shorter than the minimum (members whose
+/// node failed have left it) refuses with NOT_ENOUGH_REPLICAS, as Kafka does when its ISR
+/// is too small. A single node is a chain of one.
+fn check_in_sync(broker: &Broker, topic: &str, index: u32, min: u32) -> Result<(), KafkaError> {
+    let view = broker.config.cluster.as_ref().map(|cluster| cluster.view());
+    let (seen, _) = super::metadata::partition_seen(broker, view.as_deref(), topic, index);
+    let members = u32::try_from(seen.replicas.len()).unwrap_or(u32::MAX);
+    if members >= min {
+        return Ok(());
+    }
+    Err(KafkaError::new(
+        ResponseError::NotEnoughReplicas,
+        format!(
+            "the chain of {topic}-{index} has {members} members, fewer than its min.insync.replicas {min}"
+        ),
+    ))
 }
 
 fn now_ms() -> i64 {
