@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use strand_engine::BatchError;
-use strand_engine::batch::{BATCH_HEADER_LEN, BatchHeader, Compression, check_batch};
+use strand_engine::batch::{BATCH_HEADER_LEN, BatchHeader, Compression, check_stored_batch};
 use strand_engine::index_file::{self, IndexKind};
 use strand_engine::offset_index::OffsetIndex;
 use strand_engine::segment::parse_segment_name;
@@ -76,7 +76,7 @@ fn dump_log(path: &Path, out: &mut impl Write) -> anyhow::Result<DumpSummary> {
         let mut bytes = header.to_vec();
         bytes.resize(parsed.total_len(), 0);
         reader.read_exact(&mut bytes[BATCH_HEADER_LEN..])?;
-        let valid = check_batch(&bytes);
+        let valid = check_stored_batch(&bytes);
         summary.batches += 1;
         summary.invalid += u64::from(valid.is_err());
         write_batch(
