@@ -714,3 +714,144 @@ fn acks_all_needs_min_insync_replicas_chain_members() {
     produce(&broker, "guarded", &message, &settings).unwrap();
     broker.stop();
 }
+
+#[test]
+fn list_offsets_and_describe_producers_answer_as_kafka_does() {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest as ProducersTopic;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{
+        BrokerId, DescribeProducersRequest, ListOffsetsRequest, TopicName,
+    };
+    let broker = Broker::start();
+    create_topic(&broker, "admin", &[]).unwrap();
+    let now = now_ms();
+    let messages = [
+        (None, Some(b"a".to_vec()), Some(now - 3000)),
+        (None, Some(b"b".to_vec()), Some(now - 1000)),
+        (None, Some(b"c".to_vec()), Some(now - 2000)),
+    ];
+    // One batch per message, from an idempotent producer.
+    produce(
+        &broker,
+        "admin",
+        &messages,
+        &[("linger.ms", "0"), ("max.in.flight", "1")],
+    )
+    .unwrap();
+    let name = || TopicName(StrBytes::from_static_str("admin"));
+    // ListOffsets -3: the record with the largest timestamp.
+    let list = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(name())
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-3),
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-4),
+                ]),
+        ]);
+    let listed = call(&broker, &list, 10);
+    let partitions = &listed.topics[0].partitions;
+    assert_eq!(
+        (partitions[0].offset, partitions[0].timestamp),
+        (1, now - 1000)
+    );
+    assert_eq!(partitions[1].offset, 0, "-4: earliest local");
+    // DescribeProducers: librdkafka's idempotent producer.
+    let producers = call(
+        &broker,
+        &DescribeProducersRequest::default().with_topics(vec![
+            ProducersTopic::default()
+                .with_name(name())
+                .with_partition_indexes(vec![0]),
+        ]),
+        0,
+    );
+    let active = &producers.topics[0].partitions[0].active_producers;
+    assert_eq!(active.len(), 1, "one idempotent producer");
+    assert_eq!(active[0].last_sequence, 2);
+    broker.stop();
+}
+
+#[test]
+fn describe_apis_answer_as_kafka_does() {
+    use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{
+        DescribeClusterRequest, DescribeLogDirsRequest, DescribeTopicPartitionsRequest,
+        ElectLeadersRequest, MetadataRequest, TopicName,
+    };
+    let broker = Broker::start();
+    create_topic(&broker, "admin", &[]).unwrap();
+    produce(&broker, "admin", &[(None, Some(b"a".to_vec()), None)], &[]).unwrap();
+    let name = || TopicName(StrBytes::from_static_str("admin"));
+    // DescribeTopicPartitions, one partition per page.
+    let described = call(
+        &broker,
+        &DescribeTopicPartitionsRequest::default()
+            .with_topics(vec![TopicRequest::default().with_name(name())])
+            .with_response_partition_limit(10),
+        0,
+    );
+    let topic = &described.topics[0];
+    assert_eq!(topic.error_code, 0);
+    assert_eq!(topic.partitions.len(), 1);
+    assert_eq!(topic.topic_authorized_operations, 3576);
+    assert!(described.next_cursor.is_none());
+    // ElectLeaders: the only replica already leads.
+    let elected = call(
+        &broker,
+        &ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(Some(vec![
+                TopicPartitions::default()
+                    .with_topic(name())
+                    .with_partitions(vec![0]),
+            ])),
+        2,
+    );
+    let result = &elected.replica_election_results[0].partition_result[0];
+    assert_eq!(result.error_code, 84, "ELECTION_NOT_NEEDED");
+    // DescribeLogDirs: the data directory with the partition's bytes and the disk's size.
+    let dirs = call(
+        &broker,
+        &DescribeLogDirsRequest::default().with_topics(None),
+        4,
+    );
+    let dir = &dirs.results[0];
+    assert!(dir.total_bytes > 0 && dir.usable_bytes > 0 && dir.usable_bytes <= dir.total_bytes);
+    let admin_topic = dir
+        .topics
+        .iter()
+        .find(|topic| topic.name.0.as_str() == "admin")
+        .unwrap();
+    assert!(admin_topic.partitions[0].partition_size > 0);
+    // authorized_operations when asked, INT32_MIN when not.
+    let metadata = |asked: bool| {
+        MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name())),
+            ]))
+            .with_include_topic_authorized_operations(asked)
+    };
+    assert_eq!(
+        call(&broker, &metadata(true), 12).topics[0].topic_authorized_operations,
+        3576
+    );
+    assert_eq!(
+        call(&broker, &metadata(false), 12).topics[0].topic_authorized_operations,
+        i32::MIN
+    );
+    let cluster =
+        DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+    assert_eq!(
+        call(&broker, &cluster, 1).cluster_authorized_operations,
+        8096
+    );
+    broker.stop();
+}
