@@ -214,3 +214,164 @@ fn second_serve(listen: &str, data_dir: &std::path::Path) -> Output {
     watchdog.join().unwrap();
     output
 }
+
+/// The committed offset of `group` on partition 0 of `topic`, as `group describe` shows it.
+fn committed(broker: &Broker, group: &str, topic: &str) -> String {
+    let shown = stdout(&strand(broker, &["group", "describe", group], None));
+    let row = shown
+        .lines()
+        .find(|line| line.starts_with(topic))
+        .unwrap_or_else(|| panic!("{shown}"));
+    row.split_whitespace().nth(2).unwrap().to_string()
+}
+
+#[test]
+fn group_offsets_are_reset_and_groups_and_records_deleted_from_the_command_line() {
+    let broker = Broker::start();
+    let created = strand(&broker, &["topic", "create", "reset", "-p", "1"], None);
+    assert!(created.status.success());
+    let lines: String = (0..10).map(|i| format!("v{i}\n")).collect();
+    assert!(
+        strand(&broker, &["produce", "reset"], Some(&lines))
+            .status
+            .success()
+    );
+    let consumed = strand(
+        &broker,
+        &["consume", "reset", "-g", "rg", "-b", "-n", "4"],
+        None,
+    );
+    assert_eq!(stdout(&consumed).lines().count(), 4);
+    assert_eq!(committed(&broker, "rg", "reset"), "4");
+    // A dry run shows the plan and changes nothing.
+    let plan = strand(
+        &broker,
+        &[
+            "group",
+            "reset-offsets",
+            "rg",
+            "--topic",
+            "reset",
+            "--to-earliest",
+        ],
+        None,
+    );
+    assert!(plan.status.success(), "{}", stdout(&plan));
+    assert!(stdout(&plan).contains("dry run"), "{}", stdout(&plan));
+    assert_eq!(committed(&broker, "rg", "reset"), "4");
+    for (args, expected) in [
+        (vec!["--to-offset", "7"], "7"),
+        (vec!["--shift-by", "-2"], "5"),
+        (vec!["--to-latest"], "10"),
+        (vec!["--to-datetime", "1970-01-01T00:00:00"], "0"),
+        (vec!["--to-offset", "99"], "10"),
+    ] {
+        let mut command = vec![
+            "group",
+            "reset-offsets",
+            "rg",
+            "--topic",
+            "reset:0",
+            "--execute",
+        ];
+        command.extend(&args);
+        let reset = strand(&broker, &command, None);
+        assert!(reset.status.success(), "{args:?}: {}", stdout(&reset));
+        assert_eq!(committed(&broker, "rg", "reset"), expected, "{args:?}");
+    }
+    let deleted = strand(&broker, &["group", "delete", "rg"], None);
+    assert!(deleted.status.success(), "{}", stdout(&deleted));
+    let gone = strand(&broker, &["group", "describe", "rg"], None);
+    assert_eq!(gone.status.code(), Some(1));
+    let again = strand(&broker, &["group", "delete", "rg"], None);
+    assert!(
+        stdout(&again).contains("GroupIdNotFound"),
+        "{}",
+        stdout(&again)
+    );
+    // Partitions are added; records below an offset deleted.
+    let grown = strand(
+        &broker,
+        &["topic", "add-partitions", "reset", "--num", "2"],
+        None,
+    );
+    assert!(grown.status.success(), "{}", stdout(&grown));
+    let listed = stdout(&strand(&broker, &["topic", "list"], None));
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.split_whitespace().collect::<Vec<_>>() == ["reset", "3", "1"]),
+        "{listed}"
+    );
+    let trimmed = strand(
+        &broker,
+        &["records", "delete", "reset:0", "--before", "3"],
+        None,
+    );
+    assert!(trimmed.status.success(), "{}", stdout(&trimmed));
+    let row = stdout(&trimmed);
+    assert!(
+        row.lines()
+            .any(|line| line.split_whitespace().collect::<Vec<_>>() == ["reset", "0", "3", "OK"]),
+        "{row}"
+    );
+    broker.stop();
+}
+
+#[test]
+fn broker_topic_defaults_come_from_the_config_file_with_kafkas_broker_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strand.toml");
+    std::fs::write(
+        &config,
+        "[topic_defaults]\n\"log.retention.hours\" = 2\n\"log.cleanup.policy\" = \"compact\"\n\"segment.bytes\" = 1048576\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let broker = Broker::start_with(
+        &data,
+        &["--metrics", "none", "--config", config.to_str().unwrap()],
+    );
+    assert!(
+        strand(&broker, &["topic", "create", "defaults"], None)
+            .status
+            .success()
+    );
+    let described = stdout(&strand(&broker, &["topic", "describe", "defaults"], None));
+    for (key, value) in [
+        ("retention.ms", "7200000"),
+        ("cleanup.policy", "compact"),
+        ("segment.bytes", "1048576"),
+    ] {
+        assert!(
+            described
+                .lines()
+                .any(|line| line.contains(key) && line.contains(value)),
+            "{key}={value}: {described}"
+        );
+    }
+    broker.stop();
+    // An unknown key is refused, naming it.
+    std::fs::write(
+        &config,
+        "[topic_defaults]\n\"log.retention.fortnights\" = 2\n",
+    )
+    .unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_strand"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "none",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("log.retention.fortnights"), "{error}");
+}
