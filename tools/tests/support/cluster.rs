@@ -18,11 +18,24 @@ pub struct Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     peers: String,
+    /// A `--config` file every node reads, if any.
+    config: Option<(tempfile::TempDir, std::path::PathBuf)>,
 }
 
 impl Cluster {
     /// Three nodes, ids 0, 1 and 2, all started.
     pub fn start() -> Cluster {
+        Cluster::start_configured(None)
+    }
+
+    /// Three nodes reading the TOML `config` (if given) with `--config`.
+    pub fn start_configured(config: Option<&str>) -> Cluster {
+        let config = config.map(|text| {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let path = dir.path().join("strand.toml");
+            std::fs::write(&path, text).expect("config file");
+            (dir, path)
+        });
         let internal: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let peers = internal
             .iter()
@@ -39,6 +52,7 @@ impl Cluster {
                 })
                 .collect(),
             peers,
+            config,
         };
         for id in 0..3 {
             cluster.start_node(id);
@@ -50,19 +64,18 @@ impl Cluster {
     pub fn start_node(&mut self, id: usize) {
         let node = &mut self.nodes[id];
         let node_id = id.to_string();
-        node.broker = Some(Broker::start_on(
-            node.port,
-            1,
-            node.dir.path(),
-            &[
-                "--metrics",
-                "none",
-                "--node-id",
-                &node_id,
-                "--peers",
-                &self.peers,
-            ],
-        ));
+        let mut flags = vec![
+            "--metrics",
+            "none",
+            "--node-id",
+            &node_id,
+            "--peers",
+            &self.peers,
+        ];
+        if let Some((_, path)) = &self.config {
+            flags.extend(["--config", path.to_str().expect("a UTF-8 path")]);
+        }
+        node.broker = Some(Broker::start_on(node.port, 1, node.dir.path(), &flags));
     }
 
     /// SIGKILLs node `id`.
