@@ -850,8 +850,16 @@ impl PartitionLog {
             }
             _ => 0,
         };
-        let too_old = now_ms.saturating_sub(active.roll_base_ms)
-            > self.config.segment_ms.saturating_sub(jitter);
+        // A compacted topic also rolls at `max.compaction.lag.ms` (KIP-354), so no record
+        // stays in the never-cleaned active segment longer than the lag.
+        let roll_ms = if self.config.compacted() {
+            self.config
+                .segment_ms
+                .min(self.config.max_compaction_lag_ms)
+        } else {
+            self.config.segment_ms
+        };
+        let too_old = now_ms.saturating_sub(active.roll_base_ms) > roll_ms.saturating_sub(jitter);
         let span = self
             .next_offset
             .plus(batch.offset_span())

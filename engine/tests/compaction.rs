@@ -398,3 +398,27 @@ proptest! {
         check_model(&ops);
     }
 }
+
+#[test]
+fn a_compacted_active_segment_rolls_at_max_compaction_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = TestEngine::start(test_config(dir.path(), 1));
+    engine.run(|router| async move {
+        let settings = [
+            ("cleanup.policy", "compact"),
+            ("max.compaction.lag.ms", "3600000"),
+        ];
+        create_topic(&router, "lagged", 1, &settings).await;
+        for timestamp in [now_ms() - 7_200_000, now_ms()] {
+            let mut builder = BatchBuilder::new(timestamp);
+            builder.record(Some(b"k"), Some(b"v"), &[]);
+            router
+                .append("lagged", 0, validated(builder.build()))
+                .await
+                .unwrap();
+        }
+    });
+    engine.stop();
+    let logs = support::segment_logs(&partition_dir(dir.path(), "lagged", 0));
+    assert_eq!(logs.len(), 2, "the first segment rolled at the lag: {logs:?}");
+}
