@@ -1,5 +1,7 @@
 """Compatibility cases for Python clients: produce, consume, and a consumer group that
-commits, each against the broker at argv[1]. Prints one line per case:
+commits, each against the broker at argv[1]. argv[2] is the client; argv[3] (optional) the
+name reported for it, so that two versions of one library can run against one broker
+(`kafka-python-2.3`); its topic and group are named after it. Prints one line per case:
 `<client> <case> PASS|FAIL [detail]`."""
 
 import asyncio
@@ -29,10 +31,11 @@ def run_case(client, case, body):
     return ok
 
 
-def confluent(bootstrap):
+def confluent(bootstrap, name="confluent-kafka"):
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    topic, group = "compat-confluent", "compat-confluent-group"
+    # (the group id is not named `group`: the case function below is)
+    topic, group_id = "compat-confluent", "compat-confluent-group"
 
     def produce():
         errors = []
@@ -47,7 +50,7 @@ def confluent(bootstrap):
     consumer = {}
 
     def consume():
-        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id,
                       "auto.offset.reset": "earliest", "enable.auto.commit": False})
         consumer["c"] = c
         c.subscribe([topic])
@@ -65,18 +68,18 @@ def confluent(bootstrap):
         c.close()
         return committed == N, f"committed {committed}"
 
-    run_case("confluent-kafka", "produce", produce)
-    run_case("confluent-kafka", "consume", consume)
+    run_case(name, "produce", produce)
+    run_case(name, "consume", consume)
     if "c" in consumer:
-        run_case("confluent-kafka", "group", group)
+        run_case(name, "group", group)
     else:
-        report("confluent-kafka", "group", False, "no consumer")
+        report(name, "group", False, "no consumer")
 
 
-def kafka_python(bootstrap):
+def kafka_python(bootstrap, name="kafka-python"):
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    topic, group = "compat-kafka-python", "compat-kafka-python-group"
+    topic, group_id = f"compat-{name}", f"compat-{name}-group"
     consumer = {}
 
     def produce():
@@ -89,7 +92,7 @@ def kafka_python(bootstrap):
         return offsets == list(range(N)), f"offsets {offsets[:1]}..{offsets[-1:]}"
 
     def consume():
-        c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+        c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group_id,
                           auto_offset_reset="earliest", enable_auto_commit=False,
                           consumer_timeout_ms=TIMEOUT * 1000)
         consumer["c"] = c
@@ -107,15 +110,15 @@ def kafka_python(bootstrap):
         c.close()
         return committed == N, f"committed {committed}"
 
-    run_case("kafka-python", "produce", produce)
-    run_case("kafka-python", "consume", consume)
+    run_case(name, "produce", produce)
+    run_case(name, "consume", consume)
     if "c" in consumer:
-        run_case("kafka-python", "group", group)
+        run_case(name, "group", group)
     else:
-        report("kafka-python", "group", False, "no consumer")
+        report(name, "group", False, "no consumer")
 
 
-def aiokafka_client(bootstrap):
+def aiokafka_client(bootstrap, name="aiokafka"):
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     topic, group = "compat-aiokafka", "compat-aiokafka-group"
@@ -152,21 +155,22 @@ def aiokafka_client(bootstrap):
         finally:
             await c.stop()
 
-    run_case("aiokafka", "produce", lambda: asyncio.run(produce()))
+    run_case(name, "produce", lambda: asyncio.run(produce()))
     outcome = {}
 
     def consume():
         outcome["both"] = asyncio.run(consume_and_commit())
         return outcome["both"][0]
 
-    run_case("aiokafka", "consume", consume)
+    run_case(name, "consume", consume)
     if "both" in outcome:
-        run_case("aiokafka", "group", lambda: outcome["both"][1])
+        run_case(name, "group", lambda: outcome["both"][1])
     else:
-        report("aiokafka", "group", False, "no consumer")
+        report(name, "group", False, "no consumer")
 
 
 CLIENTS = {"confluent-kafka": confluent, "kafka-python": kafka_python, "aiokafka": aiokafka_client}
 
 if __name__ == "__main__":
-    CLIENTS[sys.argv[2]](sys.argv[1])
+    client = sys.argv[2]
+    CLIENTS[client](sys.argv[1], sys.argv[3] if len(sys.argv) > 3 else client)

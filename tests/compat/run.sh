@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The compatibility matrix: real Kafka clients (Python confluent-kafka, kafka-python,
-# aiokafka, Debian's kcat, kafkajs) produce, consume and use a consumer group against a fresh
-# `strand serve`. Installs the clients under target/compat. Prints one line per client and
+# The compatibility matrix: real Kafka clients (Python confluent-kafka, kafka-python 3.x and
+# 2.3, aiokafka, Debian's kcat, kafkajs) produce, consume and use a consumer group against a
+# fresh `strand serve`, and the admin clients of confluent-kafka and kafka-python describe
+# topics, configs, groups, records and log dirs (tests/compat/admin_clients.py). Installs
+# the clients under target/compat. Prints one line per client and
 # case and `N passed, M failed`; exits 1 if any case failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,18 +17,27 @@ if [ ! -x "$compat/venv/bin/python" ]; then
 fi
 "$compat/venv/bin/pip" install --quiet --disable-pip-version-check \
     confluent-kafka kafka-python aiokafka || exit 1
+if [ ! -x "$compat/venv-kp23/bin/python" ]; then
+    python3 -m venv "$compat/venv-kp23" || exit 1
+fi
+"$compat/venv-kp23/bin/pip" install --quiet --disable-pip-version-check \
+    'kafka-python==2.3.*' || exit 1
 if [ ! -d "$compat/node/node_modules/kafkajs" ]; then
     npm install --silent --no-audit --no-fund --prefix "$compat/node" kafkajs@2 || exit 1
 fi
 if ! command -v kcat >/dev/null; then
     (apt-get update -qq && apt-get install -y -qq kcat) >/dev/null || exit 1
 fi
-cargo build --quiet -p strand || exit 1
+# STRAND_BIN runs a prebuilt broker instead of building one.
+strand_bin=${STRAND_BIN:-$root/target/debug/strand}
+if [ -z "${STRAND_BIN:-}" ]; then
+    cargo build --quiet -p strand || exit 1
+fi
 
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 bootstrap=127.0.0.1:$port
-"$root/target/debug/strand" serve --listen "$bootstrap" --data-dir "$data" --metrics none \
+"$strand_bin" serve --listen "$bootstrap" --data-dir "$data" --metrics none \
     > "$compat/broker.log" 2>&1 &
 broker=$!
 cleanup() {
@@ -57,15 +68,31 @@ echo "== cases (broker at $bootstrap)"
 for client in confluent-kafka kafka-python aiokafka; do
     run "$compat/venv/bin/python" tests/compat/python_clients.py "$bootstrap" "$client"
 done
+run "$compat/venv-kp23/bin/python" tests/compat/python_clients.py "$bootstrap" kafka-python kafka-python-2.3
+for client in confluent-kafka kafka-python; do
+    (cd tests/compat && run "$compat/venv/bin/python" admin_clients.py "$bootstrap" "$client")
+done
+(cd tests/compat && run "$compat/venv-kp23/bin/python" admin_clients.py "$bootstrap" kafka-python kafka-python-2.3)
 NODE_PATH=$compat/node/node_modules run node tests/compat/kafkajs.cjs "$bootstrap"
-run bash tests/compat/kcat.sh "$bootstrap" "$root/target/debug/strand"
+run bash tests/compat/kcat.sh "$bootstrap" "$strand_bin"
 
-for client in confluent-kafka kafka-python aiokafka kafkajs kcat; do
+expect() {
+    if ! grep -q "^$1 $2 " "$results"; then
+        echo "$1 $2 FAIL no result" | tee -a "$results"
+    fi
+}
+for client in confluent-kafka kafka-python kafka-python-2.3 aiokafka kafkajs kcat; do
     for case in produce consume group; do
-        if ! grep -q "^$client $case " "$results"; then
-            echo "$client $case FAIL no result" | tee -a "$results"
-        fi
+        expect "$client" "$case"
     done
+done
+for client in confluent-kafka kafka-python kafka-python-2.3; do
+    for case in admin-topics admin-configs admin-groups admin-records; do
+        expect "$client" "$case"
+    done
+done
+for client in kafka-python kafka-python-2.3; do
+    expect "$client" admin-logdirs
 done
 passed=$(grep -c ' PASS' "$results")
 failed=$(grep -c ' FAIL' "$results")
