@@ -420,5 +420,9 @@ fn a_compacted_active_segment_rolls_at_max_compaction_lag() {
     });
     engine.stop();
     let logs = support::segment_logs(&partition_dir(dir.path(), "lagged", 0));
-    assert_eq!(logs.len(), 2, "the first segment rolled at the lag: {logs:?}");
+    assert_eq!(
+        logs.len(),
+        2,
+        "the first segment rolled at the lag: {logs:?}"
+    );
 }
