@@ -152,7 +152,15 @@ fn every_replica_compacts_its_copy_and_a_new_head_serves_the_same_latest_values(
     let old = head(&cluster, None);
     cluster.kill(usize::try_from(old).unwrap());
     head(&cluster, Some(old));
-    let (records, watermarks) = read_all(&cluster);
+    // The new head's high watermark reaches the committed end once the chain re-forms.
+    let deadline = Instant::now() + SETTLE;
+    let (records, watermarks) = loop {
+        let (records, watermarks) = read_all(&cluster);
+        if watermarks.1 >= 600 || Instant::now() > deadline {
+            break (records, watermarks);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(
         fold(&records),
         model,
