@@ -2,9 +2,13 @@
 # The compatibility matrix: real Kafka clients (Python confluent-kafka, kafka-python 3.x and
 # 2.3, aiokafka, Debian's kcat, kafkajs) produce, consume and use a consumer group against a
 # fresh `strand serve`, and the admin clients of confluent-kafka and kafka-python describe
-# topics, configs, groups, records and log dirs (tests/compat/admin_clients.py). Installs
-# the clients under target/compat. Prints one line per client and
-# case and `N passed, M failed`; exits 1 if any case failed.
+# topics, configs, groups, records and log dirs (tests/compat/admin_clients.py), and two
+# stream-processing frameworks, quixstreams and faust-streaming, recover their state from a
+# compacted changelog after a restart (tests/compat/frameworks.py). Installs the clients
+# under target/compat, in three virtualenvs: venv (the latest clients), venv-kp23
+# (kafka-python 2.3) and venv-fw (the frameworks: quixstreams pins confluent-kafka below the
+# latest). Prints one line per client and case and `N passed, M failed`; exits 1 if any
+# case failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -12,16 +16,27 @@ compat=$root/target/compat
 mkdir -p "$compat"
 
 echo "== installing clients"
-if [ ! -x "$compat/venv/bin/python" ]; then
-    python3 -m venv "$compat/venv" || exit 1
-fi
-"$compat/venv/bin/pip" install --quiet --disable-pip-version-check \
-    confluent-kafka kafka-python aiokafka || exit 1
-if [ ! -x "$compat/venv-kp23/bin/python" ]; then
-    python3 -m venv "$compat/venv-kp23" || exit 1
-fi
-"$compat/venv-kp23/bin/pip" install --quiet --disable-pip-version-check \
-    'kafka-python==2.3.*' || exit 1
+venv() {
+    # venv NAME PACKAGE...: a virtualenv target/compat/NAME holding these packages.
+    local dir=$compat/$1
+    shift
+    if [ ! -x "$dir/bin/python" ]; then
+        python3 -m venv "$dir" || return 1
+    fi
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
+}
+# The installs are independent: side by side they take about the time of the longest.
+venv venv confluent-kafka kafka-python aiokafka &
+main_install=$!
+venv venv-kp23 'kafka-python==2.3.*' &
+kp23_install=$!
+venv venv-fw quixstreams faust-streaming &
+fw_install=$!
+installed=true
+for install in $main_install $kp23_install $fw_install; do
+    wait "$install" || installed=false
+done
+$installed || exit 1
 if [ ! -d "$compat/node/node_modules/kafkajs" ]; then
     npm install --silent --no-audit --no-fund --prefix "$compat/node" kafkajs@2 || exit 1
 fi
@@ -34,16 +49,22 @@ if [ -z "${STRAND_BIN:-}" ]; then
     cargo build --quiet -p strand || exit 1
 fi
 
-data=$(mktemp -d)
+scratch=$(mktemp -d)
+data=$scratch/data
+mkdir -p "$data"
+# The frameworks' changelogs get compacted while their cases run: the cleaner runs on every
+# housekeeping tick, made frequent here (the default is 30 s).
+config=$scratch/strand.toml
+echo 'housekeeping_interval_ms = 500' > "$config"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 bootstrap=127.0.0.1:$port
-"$strand_bin" serve --listen "$bootstrap" --data-dir "$data" --metrics none \
-    > "$compat/broker.log" 2>&1 &
+"$strand_bin" serve --listen "$bootstrap" --data-dir "$data" --config "$config" \
+    --metrics none > "$compat/broker.log" 2>&1 &
 broker=$!
 cleanup() {
     kill "$broker" 2>/dev/null
     wait "$broker" 2>/dev/null
-    rm -rf "$data"
+    rm -rf "$scratch"
 }
 trap cleanup EXIT
 for _ in $(seq 1 300); do
@@ -75,6 +96,9 @@ done
 (cd tests/compat && run "$compat/venv-kp23/bin/python" admin_clients.py "$bootstrap" kafka-python kafka-python-2.3)
 NODE_PATH=$compat/node/node_modules run node tests/compat/kafkajs.cjs "$bootstrap"
 run bash tests/compat/kcat.sh "$bootstrap" "$strand_bin"
+for framework in quixstreams faust; do
+    run "$compat/venv-fw/bin/python" tests/compat/frameworks.py "$bootstrap" "$framework"
+done
 
 expect() {
     if ! grep -q "^$1 $2 " "$results"; then
@@ -94,6 +118,8 @@ done
 for client in kafka-python kafka-python-2.3; do
     expect "$client" admin-logdirs
 done
+expect quixstreams stateful-restart
+expect faust table-restart
 passed=$(grep -c ' PASS' "$results")
 failed=$(grep -c ' FAIL' "$results")
 echo "$passed passed, $failed failed"
